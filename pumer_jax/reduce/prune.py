@@ -1,0 +1,117 @@
+"""Static top-k token pruning, and PuMer's text-informed image pruning.
+
+`keep` is a Python int, so the pruned sequence has a shape known at trace
+time. Pruned tokens are dropped, not merged: their size is not carried.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# Score given to a protected slot (the CLS token): above any attention mass.
+_PROTECTED_SCORE = jnp.inf
+# Score given to padding (size 0): below any attention mass, so padding goes
+# first and never displaces a real token.
+_PADDING_SCORE = -1.0
+
+
+def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
+  return jax.vmap(lambda xb, ib: xb[ib])(x, index)
+
+
+def topk_keep(
+    x: jax.Array,
+    size: jax.Array,
+    scores: jax.Array,
+    keep: int,
+    *,
+    protect_first: bool = True,
+    source: jax.Array | None = None,
+):
+  """Keeps the `keep` highest-scoring tokens, in descending score order.
+
+  Args:
+    x: [B, N, D] tokens.
+    size: [B, N] original tokens per slot; 0 marks padding.
+    scores: [B, N] importance; higher is kept first. Not differentiated.
+    keep: Python int in [1, N]; `keep == N` returns the inputs unchanged.
+    protect_first: always keep slot 0 (the CLS token), and keep it first.
+    source: optional [B, N, N0] source map, gathered alongside.
+
+  Returns:
+    `(x, size)` with `keep` slots, or `(x, size, source)`.
+  """
+  n = x.shape[1]
+  if not isinstance(keep, int) or not 1 <= keep <= n:
+    raise ValueError(
+        f"keep={keep!r} must be a Python int in [1, {n}] for {n} tokens; "
+        "compute it with ReductionSchedule."
+    )
+  if keep == n:
+    return (x, size) if source is None else (x, size, source)
+  scores = jax.lax.stop_gradient(scores.astype(jnp.float32))
+  scores = jnp.where(size > 0, scores, _PADDING_SCORE)
+  if protect_first:
+    scores = scores.at[:, 0].set(_PROTECTED_SCORE)
+  _, idx = jax.lax.top_k(scores, keep)  # [B, keep]
+  out = (_gather(x, idx), _gather(size, idx))  # [B, keep, D], [B, keep]
+  return out if source is None else out + (_gather(source, idx),)
+
+
+def text_image_scores(
+    text_to_image_attn: jax.Array, text_size: jax.Array
+) -> jax.Array:
+  """Attention that the real text tokens pay to each image token.
+
+  Mean over heads and over text query rows with size > 0; padded text rows
+  do not vote (PuMer's reference code lets them).
+
+  Args:
+    text_to_image_attn: [B, H, Lt, Li] attention probabilities.
+    text_size: [B, Lt] text token sizes; 0 marks padding.
+
+  Returns:
+    [B, Li] scores.
+  """
+  real = (text_size > 0).astype(jnp.float32)  # [B, Lt]
+  per_row = text_to_image_attn.astype(jnp.float32).mean(axis=1)  # [B, Lt, Li]
+  total = jnp.einsum("bt,bti->bi", real, per_row)
+  return total / jnp.maximum(real.sum(axis=-1, keepdims=True), 1.0)
+
+
+def text_informed_prune(
+    x: jax.Array,
+    size: jax.Array,
+    text_to_image_attn: jax.Array,
+    text_size: jax.Array,
+    keep: int,
+    *,
+    protect_cls: bool = True,
+    source: jax.Array | None = None,
+):
+  """PuMer's pruning: keeps the image tokens the text attends to most.
+
+  Args:
+    x: [B, Li, D] image tokens, the image CLS token at slot 0.
+    size: [B, Li] image token sizes.
+    text_to_image_attn: [B, H, Lt, Li] attention from text queries to these
+      image keys (ViLT: the text-rows x image-columns block of self-attention;
+      METER: the text-to-image cross-attention).
+    text_size: [B, Lt] text token sizes; 0 marks padding.
+    keep: Python int, image tokens kept (CLS included).
+    protect_cls: always keep the image CLS token.
+    source: optional [B, Li, N0] source map.
+
+  Returns:
+    `(x, size)` with `keep` image tokens, or `(x, size, source)`.
+  """
+  if text_to_image_attn.shape[-1] != x.shape[1]:
+    raise ValueError(
+        f"text_to_image_attn has {text_to_image_attn.shape[-1]} image "
+        f"columns but x has {x.shape[1]} image tokens."
+    )
+  scores = text_image_scores(text_to_image_attn, text_size)
+  return topk_keep(
+      x, size, scores, keep, protect_first=protect_cls, source=source
+  )

@@ -1,0 +1,96 @@
+"""ReductionSchedule against PuMer's reference counts, and its errors."""
+
+import ml_collections
+import pytest
+
+from pumer_jax.reduce import ReductionSchedule
+
+
+def _counts(schedule):
+  return [(s.image_out, s.text_out) for s in schedule.steps]
+
+
+def test_vilt_vqa_reference_counts():
+  s = ReductionSchedule.build(
+      "pumer", depth=12, image_len=145, text_len=32, layers=(2, 5, 8),
+      prune_ratio=0.1, image_merge_ratio=0.3, text_merge_ratio=0.2)
+  assert _counts(s) == [(87, 26), (52, 21), (31, 17)]
+  assert [(x.prune, x.keep, x.merge_image, x.merge_text) for x in s.steps] \
+      == [(14, 131, 44, 6), (9, 78, 26, 5), (5, 47, 16, 4)]
+  assert s.image_text_in(0) == (145, 32) and s.image_text_in(3) == (87, 26)
+  assert s.tokens_in(9) == 31 + 17 and s.at(4) is None
+
+
+def test_vilt_ve_reference_counts():
+  s = ReductionSchedule.build(
+      "pumer", depth=12, image_len=145, text_len=40, layers=(2, 4, 6, 8),
+      prune_ratio=0.1, image_merge_ratio=0.3, text_merge_ratio=0.2)
+  assert _counts(s) == [(87, 32), (52, 26), (31, 21), (19, 17)]
+
+
+def test_meter_vqa_reference_counts():
+  s = ReductionSchedule.build(
+      "pumer", depth=6, image_len=577, text_len=32, layers=(0, 1, 2, 3),
+      prune_ratio=0.2, image_merge_ratio=0.2, text_merge_ratio=0.2)
+  assert _counts(s) == [(347, 26), (209, 21), (125, 17), (75, 14)]
+
+
+def test_tome_schedules():
+  const = ReductionSchedule.build("tome", depth=4, image_len=20, text_len=4,
+                                  tome_r=3)
+  assert [s.merge for s in const.steps] == [3, 3, 3, 3]
+  assert const.tokens_in(4) == 12
+  ramp = ReductionSchedule.build("tome", depth=3, image_len=20, text_len=4,
+                                 tome_r=4, tome_schedule="ramp",
+                                 tome_inflection=0.5)
+  assert [s.merge for s in ramp.steps] == [2, 4, 6]
+  listed = ReductionSchedule.build("tome", depth=4, image_len=20, text_len=4,
+                                   layers=(1, 3), tome_r=(5, 2),
+                                   tome_schedule="list")
+  assert [(s.layer, s.merge) for s in listed.steps] == [(1, 5), (3, 2)]
+  capped = ReductionSchedule.build("tome", depth=3, image_len=6, text_len=2,
+                                   tome_r=4)
+  assert [s.merge for s in capped.steps] == [3, 2, 1]  # ToMe caps r
+
+
+def test_dynamicvit_counts_and_from_config():
+  cfg = ml_collections.ConfigDict(dict(method="dynamicvit", layers=(2, 5, 8),
+                                       keep_ratios=(0.7, 0.49, 0.343)))
+  s = ReductionSchedule.from_config(cfg, depth=12, image_len=145, text_len=32)
+  assert [s_.keep for s_ in s.steps] == [102, 72, 50]
+  none = ReductionSchedule.from_config(ml_collections.ConfigDict(
+      dict(method="none")), depth=12, image_len=145, text_len=32)
+  assert none.steps == () and none.flops_proxy() == 1.0
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(prune_ratio=1.0), "prune_ratio"),
+    (dict(prune_ratio=-0.1), "prune_ratio"),
+    (dict(image_merge_ratio=1.5), "image_merge_ratio"),
+    (dict(text_merge_ratio=-1), "text_merge_ratio"),
+    (dict(layers=(2, 12)), "layers"),
+    (dict(layers=(-1,)), "layers"),
+    (dict(layers=(2, 2)), "layers"),
+    (dict(image_merge_ratio=0.6), "image_merge_ratio"),
+    (dict(text_merge_ratio=0.55), "text_merge_ratio"),
+    (dict(layers=(), prune_ratio=0.1), "layers"),
+])
+def test_bad_configs_name_the_field(kwargs, field):
+  base = dict(depth=12, image_len=145, text_len=32, layers=(2, 5, 8))
+  base.update(kwargs)
+  with pytest.raises(ValueError, match=field):
+    ReductionSchedule.build("pumer", **base)
+
+
+def test_bad_method_and_tome_fields():
+  with pytest.raises(ValueError, match="reduce.method"):
+    ReductionSchedule.build("fast", depth=2, image_len=5, text_len=3)
+  with pytest.raises(ValueError, match="tome_schedule"):
+    ReductionSchedule.build("tome", depth=2, image_len=5, text_len=3,
+                            tome_r=1, tome_schedule="cosine")
+  with pytest.raises(ValueError, match="tome_r"):
+    ReductionSchedule.build("tome", depth=2, image_len=5, text_len=3,
+                            tome_r=(1,), tome_schedule="list")
+  with pytest.raises(ValueError, match="keep_ratios"):
+    ReductionSchedule.build("dynamicvit", depth=4, image_len=9, text_len=3,
+                            layers=(1, 2), keep_ratios=(0.5, 0.7))
