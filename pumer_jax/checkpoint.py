@@ -1,0 +1,101 @@
+"""Model checkpoints on disk: orbax parameters plus a JSON model config.
+
+A model directory holds `params/` (an orbax checkpoint of the parameter
+tree) and `model_config.json` (the dataclass config, reducer included), so
+`load_model(dir)` rebuilds the model without knowing how it was made.
+Nothing is overwritten unless the caller says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import flax.linen as nn
+import jax
+import orbax.checkpoint as ocp
+
+from pumer_jax.models.reducers import ReduceConfig
+from pumer_jax.models.vilt import Vilt, ViltConfig
+
+CONFIG_FILE = "model_config.json"
+PARAMS_DIR = "params"
+MODEL_CLASSES = {"vilt": (Vilt, ViltConfig)}
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+  for kind, (_, cls) in MODEL_CLASSES.items():
+    if isinstance(config, cls):
+      return {"model": kind, **dataclasses.asdict(config)}
+  raise TypeError(f"no checkpoint format for config type {type(config)}.")
+
+
+def config_from_dict(values: dict[str, Any]) -> Any:
+  values = dict(values)
+  kind = values.pop("model", None)
+  if kind not in MODEL_CLASSES:
+    raise ValueError(
+        f"{CONFIG_FILE} names model {kind!r}; expected one of "
+        f"{sorted(MODEL_CLASSES)}.")
+  cls = MODEL_CLASSES[kind][1]
+  values["reduce"] = ReduceConfig.from_mapping(values.get("reduce") or {})
+  if values.get("input_size") is not None:
+    values["input_size"] = tuple(values["input_size"])
+  return cls(**values)
+
+
+def save_model(
+    directory: str | pathlib.Path, config: Any, params: Any, *,
+    overwrite: bool = False,
+) -> pathlib.Path:
+  """Writes params (orbax) and config (JSON) to `directory`.
+
+  Raises FileExistsError if `directory` holds anything and not `overwrite`.
+  """
+  directory = pathlib.Path(directory).absolute()
+  if directory.exists() and any(directory.iterdir()) and not overwrite:
+    raise FileExistsError(
+        f"{directory} is not empty; choose a new directory or pass "
+        "overwrite=True (--overwrite) to replace it.")
+  directory.mkdir(parents=True, exist_ok=True)
+  params = nn.meta.unbox(params)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(directory / PARAMS_DIR, params, force=overwrite)
+  (directory / CONFIG_FILE).write_text(
+      json.dumps(config_to_dict(config), indent=2) + "\n")
+  return directory
+
+
+def load_model(
+    directory: str | pathlib.Path, **config_overrides
+) -> tuple[nn.Module, dict[str, Any]]:
+  """Restores `(model, {"params": ...})` saved by `save_model`.
+
+  `config_overrides` replace config fields, e.g. `reduce=ReduceConfig(...)`
+  to run a checkpoint under another reducer.
+  """
+  directory = pathlib.Path(directory).absolute()
+  config_path = directory / CONFIG_FILE
+  if not config_path.is_file():
+    raise FileNotFoundError(
+        f"{config_path} is missing: {directory} is not a model checkpoint "
+        "(write one with `python -m pumer_jax.convert` or train.py).")
+  try:
+    config = config_from_dict(json.loads(config_path.read_text()))
+  except (json.JSONDecodeError, TypeError) as e:
+    raise ValueError(f"{config_path} is corrupt: {e}") from e
+  config = dataclasses.replace(config, **config_overrides)
+  model_cls = MODEL_CLASSES[config_to_dict(config)["model"]][0]
+  model = model_cls(config)
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      params = ckptr.restore(directory / PARAMS_DIR)
+  except Exception as e:  # orbax raises many types for damaged files
+    raise ValueError(
+        f"could not restore parameters from {directory / PARAMS_DIR} "
+        f"({type(e).__name__}: {e}); the checkpoint is corrupt or "
+        "incomplete. Re-run the conversion or pick an earlier checkpoint."
+    ) from e
+  return model, {"params": jax.tree_util.tree_map(lambda a: a, params)}

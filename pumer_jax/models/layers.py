@@ -1,0 +1,217 @@
+"""Shared Flax building blocks: size-aware attention, MLP, parameter helpers.
+
+Attention takes the token sizes of its keys (DESIGN 3): a key of size s gets
+weight s in the softmax (ToMe's proportional attention, `log(s)` added to the
+logits), padding (size 0) gets none. With all sizes 1 or 0 this is exactly
+masked attention. The weight is applied multiplicatively, so it is also
+differentiable in the size (DynamicViT trains its keep decisions through it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+INIT_STD = 0.02
+
+
+def dense(
+    features: int,
+    axes: tuple[str | None, str | None],
+    name: str,
+    *,
+    use_bias: bool = True,
+    dtype: Dtype = jnp.float32,
+) -> nn.Dense:
+  """A Dense layer whose kernel and bias carry logical axis names."""
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      dtype=dtype,
+      kernel_init=nn.with_logical_partitioning(
+          nn.initializers.normal(INIT_STD), axes
+      ),
+      bias_init=nn.with_logical_partitioning(
+          nn.initializers.zeros_init(), (axes[1],)
+      ),
+      name=name,
+  )
+
+
+def layer_norm(eps: float, name: str, dtype: Dtype = jnp.float32):
+  return nn.LayerNorm(
+      epsilon=eps,
+      dtype=dtype,
+      scale_init=nn.with_logical_partitioning(
+          nn.initializers.ones_init(), ("embed",)
+      ),
+      bias_init=nn.with_logical_partitioning(
+          nn.initializers.zeros_init(), ("embed",)
+      ),
+      name=name,
+  )
+
+
+def embed(num: int, features: int, name: str, dtype: Dtype = jnp.float32):
+  return nn.Embed(
+      num,
+      features,
+      dtype=dtype,
+      embedding_init=nn.with_logical_partitioning(
+          nn.initializers.normal(INIT_STD), ("vocab", "embed")
+      ),
+      name=name,
+  )
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """Shards activations on the batch axis only, so token gathers stay local."""
+  return nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1))
+
+
+def attention_weights(
+    logits: jax.Array, key_weight: jax.Array
+) -> jax.Array:
+  """Softmax of `logits` with each key's mass scaled by `key_weight`.
+
+  Equals `softmax(logits + log(key_weight))`, with weight 0 exactly masked.
+
+  Args:
+    logits: [B, H, Nq, Nk] float32.
+    key_weight: [B, Nk] non-negative.
+
+  Returns:
+    [B, H, Nq, Nk] probabilities (rows sum to 1 when any key has weight).
+  """
+  peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
+  mass = jnp.exp(logits - peak) * key_weight[:, None, None, :]
+  total = mass.sum(axis=-1, keepdims=True)
+  return mass / jnp.maximum(total, jnp.finfo(mass.dtype).tiny)
+
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head attention over sized keys; exposes what reducers need.
+
+  Returns the output and a dict with `keys` (head-mean keys, [B, Nk, Dh],
+  ToMe's merge metric) and `probs` ([B, H, Nq, Nk]). Unused entries cost
+  nothing under jit.
+  """
+
+  num_heads: int
+  hidden_size: int
+  qkv_bias: bool = True
+  dropout_rate: float = 0.0
+  prop_attn: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(
+      self,
+      x: jax.Array,
+      key_size: jax.Array,
+      context: jax.Array | None = None,
+      *,
+      key_policy: jax.Array | None = None,
+      head_gate: jax.Array | None = None,
+      deterministic: bool = True,
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Args:
+      x: [B, Nq, D] queries (and keys/values when `context` is None).
+      key_size: [B, Nk] key sizes; 0 masks a key.
+      context: [B, Nk, Dc] keys/values for cross-attention.
+      key_policy: [B, Nk] optional differentiable keep mask (DynamicViT).
+      head_gate: [H] or [B, H] optional per-head scale of the context
+        (EfficientVLM's head gates, before the output projection).
+      deterministic: disables attention dropout.
+    """
+    context = x if context is None else context
+    head_dim = self.hidden_size // self.num_heads
+    shape = (self.num_heads, head_dim)
+
+    def project(name, inputs):
+      out = dense(self.num_heads * head_dim, ("embed", "joined_kv"), name,
+                  use_bias=self.qkv_bias, dtype=self.dtype)(inputs)
+      return out.reshape(out.shape[:-1] + shape)  # [B, N, H, Dh]
+
+    q = project("query", x)
+    k = project("key", context)
+    v = project("value", context)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+    logits = logits / jnp.sqrt(jnp.float32(head_dim))
+    weight = key_size if self.prop_attn else (key_size > 0)
+    weight = weight.astype(jnp.float32)
+    if key_policy is not None:
+      weight = weight * key_policy.astype(jnp.float32)
+    probs = attention_weights(logits, weight)  # [B, H, Nq, Nk]
+    dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
+    ctx = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
+    if head_gate is not None:
+      gate = head_gate if head_gate.ndim == 2 else head_gate[None]
+      ctx = ctx * gate[:, None, :, None].astype(ctx.dtype)
+    ctx = ctx.reshape(ctx.shape[:2] + (-1,))  # [B, Nq, H*Dh]
+    out = dense(self.hidden_size, ("joined_kv", "embed"), "out",
+                dtype=self.dtype)(ctx)
+    return out, {"keys": k.mean(axis=2), "probs": probs}
+
+
+class Mlp(nn.Module):
+  """Dense -> activation -> Dense, with an optional per-unit gate."""
+
+  intermediate_size: int
+  hidden_size: int
+  activation: str = "gelu"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(
+      self, x: jax.Array, unit_gate: jax.Array | None = None
+  ) -> jax.Array:
+    h = dense(self.intermediate_size, ("embed", "mlp"), "fc1",
+              dtype=self.dtype)(x)
+    h = ACTIVATIONS[self.activation](h)
+    if unit_gate is not None:
+      h = h * unit_gate.astype(h.dtype)
+    return dense(self.hidden_size, ("mlp", "embed"), "fc2", dtype=self.dtype)(h)
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "quick_gelu": quick_gelu,
+    "relu": jax.nn.relu,
+}
+
+
+def align_corners_resize(
+    grid: jax.Array, out_shape: Sequence[int]
+) -> jax.Array:
+  """Bilinear resize of [h, w, D] with align_corners=True (as PyTorch's).
+
+  `jax.image.resize` samples half-pixel centres; ViLT's position embeddings
+  were interpolated with corners aligned, so checkpoints expect this.
+  """
+
+  def weights(n_in: int, n_out: int) -> jax.Array:
+    if n_out == 1 or n_in == 1:
+      pos = jnp.zeros((n_out,), jnp.float32)
+    else:
+      pos = jnp.arange(n_out, dtype=jnp.float32) * ((n_in - 1) / (n_out - 1))
+    lo = jnp.clip(jnp.floor(pos), 0, n_in - 1).astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    return (jax.nn.one_hot(lo, n_in) * (1 - frac)[:, None]
+            + jax.nn.one_hot(hi, n_in) * frac[:, None])  # [n_out, n_in]
+
+  h_out, w_out = out_shape
+  wh = weights(grid.shape[0], h_out)
+  ww = weights(grid.shape[1], w_out)
+  return jnp.einsum("ih,jw,hwd->ijd", wh, ww, grid)  # [h_out, w_out, D]

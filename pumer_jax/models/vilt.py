@@ -1,0 +1,504 @@
+"""ViLT: a single-stream vision-language transformer, with token reducers.
+
+Text tokens and image patches share one sequence `[text; image]` through 12
+pre-LN blocks. Reducers act inside the blocks listed in `reduce.layers`,
+after the attention residual and before the MLP (DESIGN 4.3). Parameter
+names map one-to-one onto Hugging Face `ViltModel` (see `convert.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pumer_jax.models.dynamicvit import KeepPredictor
+from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
+from pumer_jax.models.layers import (
+    INIT_STD,
+    Mlp,
+    MultiHeadAttention,
+    align_corners_resize,
+    constrain_batch,
+    embed,
+    layer_norm,
+)
+from pumer_jax.models.reducers import (
+    ReduceConfig,
+    pumer_single_stream,
+    tome_merge,
+)
+from pumer_jax.reduce import gumbel_hard_keep, init_source, topk_keep
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Architectures of Hugging Face checkpoints, and the head each one carries.
+HF_ARCHITECTURE_HEADS = {
+    "ViltForQuestionAnswering": "vqa",
+    "ViltForImagesAndTextClassification": "nlvr2",
+    "ViltForImageAndTextRetrieval": "retrieval",
+    "ViltForMaskedLM": "none",
+    "ViltModel": "none",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViltConfig:
+  """ViLT's architecture (Hugging Face `ViltConfig` names), head and reducer.
+
+  `image_size` sizes the position table (the pretraining resolution); inputs
+  of any size that is a multiple of `patch_size` work, their position
+  embeddings interpolated. `input_size`, when set, pins the (H, W) a
+  compiled model expects, so a wrong image is an error, not a recompile.
+  """
+
+  vocab_size: int = 30522
+  type_vocab_size: int = 2
+  modality_type_vocab_size: int = 2
+  max_position_embeddings: int = 40
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.0
+  attention_probs_dropout_prob: float = 0.0
+  layer_norm_eps: float = 1e-12
+  image_size: int = 384
+  patch_size: int = 32
+  num_channels: int = 3
+  qkv_bias: bool = True
+  head: str = "vqa"
+  num_labels: int = 3129
+  num_images: int = 1
+  input_size: tuple[int, int] | None = None
+  dtype: str = "float32"
+  reduce: ReduceConfig = ReduceConfig()
+
+  def __post_init__(self):
+    if self.head not in TASK_HEADS:
+      raise ValueError(f"head={self.head!r} must be one of {TASK_HEADS}.")
+    if self.hidden_size % self.num_attention_heads:
+      raise ValueError(
+          f"hidden_size={self.hidden_size} is not divisible by "
+          f"num_attention_heads={self.num_attention_heads}."
+      )
+    if self.head == "nlvr2" and self.num_images < 2:
+      raise ValueError("head='nlvr2' needs num_images >= 2.")
+    if self.num_images + 1 > self.modality_type_vocab_size:
+      raise ValueError(
+          f"num_images={self.num_images} needs modality_type_vocab_size >= "
+          f"{self.num_images + 1} (one type for text, one per image)."
+      )
+    if self.dtype not in DTYPES:
+      raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
+
+  def replace(self, **changes) -> "ViltConfig":
+    return dataclasses.replace(self, **changes)
+
+  @classmethod
+  def from_hf(cls, hf: dict[str, Any], **overrides) -> "ViltConfig":
+    """From a Hugging Face `config.json` dict; the head from its architecture."""
+    archs = hf.get("architectures") or ["ViltModel"]
+    if archs[0] not in HF_ARCHITECTURE_HEADS:
+      raise ValueError(
+          f"config.json architecture {archs[0]!r} is not a ViLT model this "
+          f"project knows; expected one of {sorted(HF_ARCHITECTURE_HEADS)}."
+      )
+    head = HF_ARCHITECTURE_HEADS[archs[0]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in hf.items() if k in names}
+    values["head"] = head
+    num_labels = len(hf.get("id2label") or {}) or hf.get("num_labels", 2)
+    values["num_labels"] = 1 if head == "retrieval" else num_labels
+    num_images = hf.get("num_images", -1)
+    values["num_images"] = num_images if head == "nlvr2" else 1
+    if isinstance(values.get("image_size"), (list, tuple)):
+      raise ValueError("Only square position tables (int image_size) exist.")
+    values.update(overrides)
+    return cls(**values)
+
+
+class TextEmbeddings(nn.Module):
+  """BERT embeddings: word + position + token type, LayerNorm, dropout."""
+
+  config: ViltConfig
+
+  @nn.compact
+  def __call__(self, input_ids, token_type_ids, deterministic: bool):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    positions = jnp.arange(input_ids.shape[1])[None]
+    x = (
+        embed(c.vocab_size, c.hidden_size, "word_embeddings", dtype)(input_ids)
+        + embed(c.type_vocab_size, c.hidden_size, "token_type_embeddings",
+                dtype)(token_type_ids)
+        + embed(c.max_position_embeddings, c.hidden_size,
+                "position_embeddings", dtype)(positions)
+    )
+    x = layer_norm(c.layer_norm_eps, "LayerNorm", dtype)(x)
+    return nn.Dropout(c.hidden_dropout_prob)(x, deterministic)
+
+
+class ViltEmbeddings(nn.Module):
+  """Text embeddings, and patch embeddings with interpolated positions."""
+
+  config: ViltConfig
+
+  @nn.compact
+  def __call__(self, input_ids, token_type_ids, pixel_values,
+               image_type, deterministic: bool):
+    """Returns text [B, Lt, D] and image [B, 1 + h*w, D] embeddings."""
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    d = c.hidden_size
+    text = TextEmbeddings(c, name="text_embeddings")(
+        input_ids, token_type_ids, deterministic)
+
+    patches = nn.Conv(
+        d, (c.patch_size, c.patch_size), strides=(c.patch_size,) * 2,
+        padding="VALID", dtype=dtype,
+        kernel_init=nn.with_logical_partitioning(
+            nn.initializers.normal(INIT_STD), (None, None, None, "embed")),
+        name="patch_embeddings",
+    )(pixel_values.astype(dtype))  # [B, h, w, D]
+    batch, h, w, _ = patches.shape
+    grid = c.image_size // c.patch_size
+    table = self.param(
+        "position_embeddings",
+        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD),
+                                     (None, None, "embed")),
+        (1, grid * grid + 1, d),
+    )
+    cls_token = self.param(
+        "cls_token",
+        nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                     (None, None, "embed")),
+        (1, 1, d),
+    )
+    spatial = align_corners_resize(table[0, 1:].reshape(grid, grid, d), (h, w))
+    image = patches.reshape(batch, h * w, d) + spatial.reshape(1, h * w, d)
+    cls = jnp.broadcast_to(cls_token + table[:, :1], (batch, 1, d))
+    image = jnp.concatenate([cls.astype(image.dtype), image], axis=1)
+    image = nn.Dropout(c.hidden_dropout_prob)(image, deterministic)
+
+    modality = embed(c.modality_type_vocab_size, d, "token_type_embeddings",
+                     dtype)
+    text = text + modality(jnp.zeros((1, 1), jnp.int32))
+    image = image + modality(image_type[:, None])  # [B, 1 + h*w, D]
+    return text, image
+
+
+class ViltLayer(nn.Module):
+  """A pre-LN block split in two, so a reducer can act between its halves."""
+
+  config: ViltConfig
+
+  def setup(self):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    self.layernorm_before = layer_norm(c.layer_norm_eps, "layernorm_before",
+                                       dtype)
+    self.attention = MultiHeadAttention(
+        num_heads=c.num_attention_heads, hidden_size=c.hidden_size,
+        qkv_bias=c.qkv_bias, dropout_rate=c.attention_probs_dropout_prob,
+        prop_attn=c.reduce.prop_attn, dtype=dtype,
+    )
+    self.layernorm_after = layer_norm(c.layer_norm_eps, "layernorm_after",
+                                      dtype)
+    self.mlp = Mlp(c.intermediate_size, c.hidden_size, c.hidden_act, dtype)
+    self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+  def attend(self, x, size, *, key_policy=None, deterministic=True):
+    """x + Attention(LN(x)); returns it and the attention's keys/probs."""
+    h, aux = self.attention(self.layernorm_before(x), size,
+                            key_policy=key_policy, deterministic=deterministic)
+    return x + self.dropout(h, deterministic), aux
+
+  def feed_forward(self, x, *, deterministic=True):
+    h = self.mlp(self.layernorm_after(x))
+    return x + self.dropout(h, deterministic)
+
+  def __call__(self, x, size, *, deterministic=True):
+    x, aux = self.attend(x, size, deterministic=deterministic)
+    return self.feed_forward(x, deterministic=deterministic), aux
+
+
+class ViltModel(nn.Module):
+  """Embeddings, encoder with reducers, final LayerNorm and pooler."""
+
+  config: ViltConfig
+
+  def setup(self):
+    c = self.config
+    self.embeddings = ViltEmbeddings(c)
+    self.layers = [ViltLayer(c, name=f"layer_{i}")
+                   for i in range(c.num_hidden_layers)]
+    if c.reduce.method == "dynamicvit":
+      self.keep_predictors = [
+          KeepPredictor(c.hidden_size, DTYPES[c.dtype],
+                        name=f"keep_predictor_{i}")
+          for i in range(len(c.reduce.layers))
+      ]
+    self.layernorm = layer_norm(c.layer_norm_eps, "layernorm", DTYPES[c.dtype])
+    self.pooler = nn.Dense(
+        c.hidden_size, dtype=DTYPES[c.dtype],
+        kernel_init=nn.with_logical_partitioning(
+            nn.initializers.normal(INIT_STD), ("embed", "mlp")),
+        name="pooler",
+    )
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      attention_mask: jax.Array,
+      token_type_ids: jax.Array,
+      pixel_values: jax.Array,
+      image_type: jax.Array,
+      *,
+      train: bool = False,
+      output_hidden_states: bool = False,
+      output_attentions: bool = False,
+      track_source: bool = False,
+  ) -> dict[str, Any]:
+    c = self.config
+    rc = c.reduce
+    deterministic = not train
+    text, image = self.embeddings(input_ids, token_type_ids, pixel_values,
+                                  image_type, deterministic)
+    batch, lt, li = text.shape[0], text.shape[1], image.shape[1]
+    schedule = rc.schedule(c.num_hidden_layers, li, lt)
+    x = constrain_batch(jnp.concatenate([text, image], axis=1))  # [B, N, D]
+    size = jnp.concatenate(
+        [attention_mask.astype(jnp.float32), jnp.ones((batch, li))], axis=1)
+    source = init_source(batch, lt + li) if track_source else None
+    policy = None  # DynamicViT's training-time keep mask over all tokens
+    keep_fractions = []
+    tokens, image_tokens, text_tokens = [lt + li], [li], [lt]
+    hidden_states, attentions = [], []
+
+    for i, layer in enumerate(self.layers):
+      hidden_states.append(x)
+      x, aux = layer.attend(x, size, key_policy=policy,
+                            deterministic=deterministic)
+      attentions.append(aux["probs"])
+      counts = schedule.at(i)
+      if counts is not None and rc.method == "pumer":
+        x, size, source = pumer_single_stream(
+            x, size, aux["keys"], aux["probs"], counts,
+            protect_cls=rc.protect_cls, source=source)
+        lt, li = counts.text_out, counts.image_out
+      elif counts is not None and rc.method == "tome":
+        x, size, source = tome_merge(x, size, aux["keys"], counts,
+                                     source=source)
+        lt = li = -1  # ToMe mixes modalities
+      elif counts is not None and rc.method == "dynamicvit":
+        predictor = self.keep_predictors[schedule.layers.index(i)]
+        if train:
+          policy, kept = self._dynamicvit_mask(predictor, x, policy, lt)
+          keep_fractions.append(kept)
+        else:
+          x, size, source = self._dynamicvit_drop(predictor, x, size, source,
+                                                   lt, counts.keep)
+          li = counts.keep
+      x = layer.feed_forward(x, deterministic=deterministic)
+      # DynamicViT masks instead of dropping while training: shapes stay.
+      masking = train and rc.method == "dynamicvit"
+      expected = tokens[0] if masking else schedule.tokens_in(i + 1)
+      if x.shape[1] != expected:
+        raise AssertionError(
+            f"layer {i} produced {x.shape[1]} tokens; the schedule says "
+            f"{expected}.")
+      tokens.append(x.shape[1])
+      image_tokens.append(li)
+      text_tokens.append(lt)
+
+    x = self.layernorm(x)
+    hidden_states.append(x)
+    pooled = jnp.tanh(self.pooler(x[:, 0]))
+    out = {
+        "pooled": pooled,
+        "tokens": jnp.asarray(tokens, jnp.int32),
+        "image_tokens": jnp.asarray(image_tokens, jnp.int32),
+        "text_tokens": jnp.asarray(text_tokens, jnp.int32),
+    }
+    if output_hidden_states:
+      out["hidden_states"] = tuple(hidden_states)
+    if output_attentions:
+      out["attentions"] = tuple(attentions)
+    if keep_fractions:
+      out["keep_fractions"] = tuple(keep_fractions)
+    if track_source:
+      out["source"] = source
+      out["size"] = size
+    return out
+
+  def _dynamicvit_mask(self, predictor, x, policy, lt):
+    """Training: sample hard keep decisions for the non-CLS image tokens."""
+    batch, n, _ = x.shape
+    if policy is None:
+      policy = jnp.ones((batch, n), jnp.float32)
+    img_policy = policy[:, lt + 1:]
+    log_probs = predictor(x[:, lt + 1:], img_policy)
+    keep = gumbel_hard_keep(self.make_rng("gumbel"), log_probs,
+                            self.config.reduce.gumbel_temperature)
+    img_policy = img_policy * keep
+    policy = jnp.concatenate([policy[:, :lt + 1], img_policy], axis=1)
+    return policy, img_policy.mean(axis=-1)
+
+  def _dynamicvit_drop(self, predictor, x, size, source, lt, keep):
+    """Inference: keep the top `keep` image tokens (CLS kept) by predictor."""
+    x_i, s_i = x[:, lt:], size[:, lt:]
+    log_probs = predictor(x_i[:, 1:], jnp.ones(s_i[:, 1:].shape))
+    scores = jnp.pad(log_probs[..., 0], ((0, 0), (1, 0)))
+    src_i = None if source is None else source[:, lt:]
+    kept = topk_keep(x_i, s_i, scores, keep, protect_first=True, source=src_i)
+    x = jnp.concatenate([x[:, :lt], kept[0]], axis=1)
+    size = jnp.concatenate([size[:, :lt], kept[1]], axis=1)
+    if source is not None:
+      source = jnp.concatenate([source[:, :lt], kept[2]], axis=1)
+    return x, size, source
+
+
+class Vilt(nn.Module):
+  """ViLT with a task head: the model users apply.
+
+  `apply(variables, input_ids=, attention_mask=, token_type_ids=,
+  pixel_values=NHWC, train=False)` returns a dict with `logits` (absent for
+  head 'none'), `pooled`, `tokens` (tokens entering each layer, then the
+  output count), `image_tokens`/`text_tokens` (-1 where ToMe mixed them),
+  and on request `hidden_states`, `attentions`, `source`. NLVR2 takes
+  `pixel_values` of shape [B, num_images, H, W, C].
+  """
+
+  config: ViltConfig
+
+  def setup(self):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    self.vilt = ViltModel(c)
+    if c.head in ("vqa", "ve"):
+      self.classifier = ClassifierHead(2 * c.hidden_size, c.num_labels, dtype)
+    elif c.head == "nlvr2":
+      width = c.num_images * c.hidden_size
+      self.classifier = ClassifierHead(width, c.num_labels, dtype)
+    elif c.head == "retrieval":
+      self.rank = RankHead(dtype)
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      pixel_values: jax.Array,
+      attention_mask: jax.Array | None = None,
+      token_type_ids: jax.Array | None = None,
+      *,
+      train: bool = False,
+      output_hidden_states: bool = False,
+      output_attentions: bool = False,
+      track_source: bool = False,
+  ) -> dict[str, Any]:
+    c = self.config
+    input_ids, attention_mask, token_type_ids = check_text(
+        c, input_ids, attention_mask, token_type_ids)
+    pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
+    batch = input_ids.shape[0]
+    num_images = c.num_images if c.head == "nlvr2" else 1
+    if c.reduce.method == "smres":
+      pixel_values = resize_images(pixel_values, c.reduce.smres_size,
+                                   c.patch_size)
+    if num_images > 1:
+      # Images share the encoder: fold them into the batch, image i typed i+1.
+      pixel_values = jnp.swapaxes(pixel_values, 0, 1).reshape(
+          (num_images * batch,) + pixel_values.shape[2:])
+      repeat = lambda a: jnp.tile(a, (num_images, 1))
+      input_ids, attention_mask, token_type_ids = map(
+          repeat, (input_ids, attention_mask, token_type_ids))
+      image_type = jnp.repeat(jnp.arange(1, num_images + 1), batch)
+    else:
+      image_type = jnp.ones((batch,), jnp.int32)
+    out = self.vilt(input_ids, attention_mask, token_type_ids, pixel_values,
+                    image_type, train=train,
+                    output_hidden_states=output_hidden_states,
+                    output_attentions=output_attentions,
+                    track_source=track_source)
+    pooled = out["pooled"]
+    if num_images > 1:
+      pooled = jnp.swapaxes(pooled.reshape(num_images, batch, -1), 0, 1)
+      out["pooled"] = pooled = pooled.reshape(batch, -1)  # [B, images * D]
+    if c.head in ("vqa", "ve", "nlvr2"):
+      out["logits"] = self.classifier(pooled).astype(jnp.float32)
+    elif c.head == "retrieval":
+      out["logits"] = self.rank(pooled).astype(jnp.float32)  # [B, 1]
+    return out
+
+
+def check_text(c: ViltConfig, input_ids, attention_mask, token_type_ids):
+  """Validates text shapes at trace time and fills the optional inputs."""
+  if input_ids.ndim != 2:
+    raise ValueError(
+        f"input_ids must be [batch, text_length]; got shape {input_ids.shape}.")
+  length = input_ids.shape[1]
+  if length == 0:
+    raise ValueError("input_ids has no tokens; every example needs [CLS].")
+  if length > c.max_position_embeddings:
+    raise ValueError(
+        f"text length {length} exceeds the position table "
+        f"(max_position_embeddings={c.max_position_embeddings}); pad or "
+        f"truncate the text to at most {c.max_position_embeddings} tokens.")
+  if attention_mask is None:
+    attention_mask = jnp.ones_like(input_ids)
+  if token_type_ids is None:
+    token_type_ids = jnp.zeros_like(input_ids)
+  for name, a in (("attention_mask", attention_mask),
+                  ("token_type_ids", token_type_ids)):
+    if a.shape != input_ids.shape:
+      raise ValueError(
+          f"{name} has shape {a.shape}; it must match input_ids "
+          f"{input_ids.shape}.")
+  return input_ids, attention_mask, token_type_ids
+
+
+def check_pixels(c: ViltConfig, pixel_values, batch: int):
+  """Validates the NHWC image batch against the config at trace time."""
+  multi = c.head == "nlvr2"
+  want = ("[batch, num_images, H, W, C]" if multi else "[batch, H, W, C]")
+  rank = 5 if multi else 4
+  if pixel_values.ndim != rank:
+    raise ValueError(
+        f"pixel_values must be NHWC {want}; got shape {pixel_values.shape}.")
+  if pixel_values.shape[0] != batch:
+    raise ValueError(
+        f"pixel_values batch {pixel_values.shape[0]} != text batch {batch}.")
+  if multi and pixel_values.shape[1] != c.num_images:
+    raise ValueError(
+        f"pixel_values holds {pixel_values.shape[1]} images per example; "
+        f"this NLVR2 model takes num_images={c.num_images}.")
+  h, w, channels = pixel_values.shape[-3:]
+  if channels != c.num_channels:
+    raise ValueError(
+        f"pixel_values has {channels} channels, expected {c.num_channels} "
+        "(images are NHWC, channels last).")
+  if c.input_size is not None and (h, w) != tuple(c.input_size):
+    raise ValueError(
+        f"image size {(h, w)} does not match the config's input_size "
+        f"{tuple(c.input_size)}; resize the images or change input_size.")
+  if h % c.patch_size or w % c.patch_size or h < c.patch_size:
+    raise ValueError(
+        f"image size {(h, w)} must be a positive multiple of patch_size="
+        f"{c.patch_size}.")
+  return pixel_values
+
+
+def resize_images(pixel_values, size, patch_size: int):
+  """SmRes: the same model at a smaller input resolution."""
+  if size is None:
+    raise ValueError("reduce.method='smres' needs reduce.smres_size=(H, W).")
+  h, w = size
+  if h % patch_size or w % patch_size:
+    raise ValueError(
+        f"reduce.smres_size={tuple(size)} must be a multiple of "
+        f"patch_size={patch_size}.")
+  shape = pixel_values.shape[:-3] + (h, w, pixel_values.shape[-1])
+  return jax.image.resize(pixel_values, shape, "bilinear", antialias=True)
