@@ -315,8 +315,8 @@ class ViltModel(nn.Module):
       image_tokens.append(li)
       text_tokens.append(lt)
 
+    hidden_states.append(x)  # as Hugging Face: the last one before the LN
     x = self.layernorm(x)
-    hidden_states.append(x)
     pooled = jnp.tanh(self.pooler(x[:, 0]))
     out = {
         "pooled": pooled,
