@@ -94,3 +94,15 @@ def test_bad_method_and_tome_fields():
   with pytest.raises(ValueError, match="keep_ratios"):
     ReductionSchedule.build("dynamicvit", depth=4, image_len=9, text_len=3,
                             layers=(1, 2), keep_ratios=(0.5, 0.7))
+
+
+def test_text_cls_is_protected_even_when_image_cls_is_not():
+  # 32 text tokens: 16 can merge without protection, 15 with the CLS kept.
+  with pytest.raises(ValueError, match="text_merge_ratio"):
+    ReductionSchedule.build(
+        "pumer", depth=12, image_len=145, text_len=32, layers=(2,),
+        text_merge_ratio=0.5, protect_cls=False)
+  s = ReductionSchedule.build(
+      "pumer", depth=12, image_len=9, text_len=4, layers=(0,),
+      image_merge_ratio=0.5, protect_cls=False)
+  assert s.steps[0].merge_image == 4  # round(4.5): all of set A may merge

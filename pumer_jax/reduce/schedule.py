@@ -144,7 +144,8 @@ class ReductionSchedule:
         `tome_inflection`) or "list".
       keep_ratios: DynamicViT's rho per stage, the fraction of the original
         non-CLS image tokens kept after each stage (decreasing).
-      protect_cls: the CLS tokens are never pruned or merged.
+      protect_cls: the image CLS token is never pruned or merged (the text
+        CLS token never is, whatever this says).
     """
     if method not in METHODS:
       raise ValueError(
@@ -237,11 +238,12 @@ def _pumer_steps(
           f"{layer}; lower it or use fewer reduce.layers."
       )
     merge_image, merge_text = round(m * image), round(t * text)
-    for name, count, n, ratio in (
-        ("image_merge_ratio", merge_image, keep, m),
-        ("text_merge_ratio", merge_text, text, t),
+    # The text CLS token is always protected; `protect_cls` is the image's.
+    for name, count, n, ratio, protect in (
+        ("image_merge_ratio", merge_image, keep, m, protect_cls),
+        ("text_merge_ratio", merge_text, text, t, True),
     ):
-      cap = merge_cap(n, protect_cls)
+      cap = merge_cap(n, protect)
       if count > cap:
         raise ValueError(
             f"reduce.{name}={ratio} asks to merge {count} tokens at layer "
