@@ -35,7 +35,7 @@ class KeepPredictor(nn.Module):
     h = jnp.concatenate([local, jnp.broadcast_to(glob, local.shape)], -1)
     h = jax.nn.gelu(dense(d // 2, ("embed", "mlp"), "out_0",
                           dtype=self.dtype)(h))
-    h = jax.nn.gelu(dense(d // 4, ("mlp", "mlp"), "out_1",
+    h = jax.nn.gelu(dense(d // 4, ("mlp", None), "out_1",
                           dtype=self.dtype)(h))
-    logits = dense(2, ("mlp", None), "out_2", dtype=self.dtype)(h)
+    logits = dense(2, (None, None), "out_2", dtype=self.dtype)(h)
     return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)

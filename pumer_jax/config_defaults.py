@@ -1,0 +1,84 @@
+"""Every config key with its default; configs/*.py start from `base_config()`.
+
+The returned ConfigDict is locked, so `--config.optim.lrr=...` (a misspelt
+key) is an error instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from pumer_jax.models.reducers import ReduceConfig
+from pumer_jax.models.vilt import ViltConfig
+
+
+def _dataclass_dict(obj, skip=()) -> dict:
+  return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+          if f.name not in skip}
+
+
+def reduce_config(**values) -> ml_collections.ConfigDict:
+  """A `reduce` block: all ReduceConfig fields, defaults overridden."""
+  block = _dataclass_dict(ReduceConfig())
+  unknown = sorted(set(values) - set(block))
+  if unknown:
+    raise ValueError(f"unknown reduce keys {unknown}.")
+  block.update(values)
+  return ml_collections.ConfigDict(block)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = "vqa"  # vqa | ve | nlvr2 | retrieval
+  c.seed = 0
+  c.batch_size = 32  # global, over all devices and hosts
+  c.total_steps = 1000
+  c.log_every = 50
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.progress = True
+  c.init_from = ""  # a model checkpoint dir (convert.py or a finished run)
+
+  model = _dataclass_dict(ViltConfig(), skip=("reduce",))
+  model["input_size"] = (384, 384)
+  c.model = ml_collections.ConfigDict(model)
+  c.reduce = reduce_config()
+  # Reducers eval.py applies off the shelf, by method name.
+  c.reducers = ml_collections.ConfigDict(dict(
+      none=reduce_config(),
+      pumer=reduce_config(method="pumer", layers=(2, 5, 8), prune_ratio=0.1,
+                          image_merge_ratio=0.3, text_merge_ratio=0.2),
+      tome=reduce_config(method="tome", tome_r=8),
+      smres=reduce_config(method="smres", smres_size=(288, 288)),
+  ))
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="shapes_vqa",  # shapes_vqa | vqa_v2 | snli_ve | nlvr2 | flickr30k
+      data_dir="",  # TFDS data dir; "" = ~/tensorflow_datasets
+      manual_dir="",  # the official files, for the real datasets
+      text_len=40,
+      tokenizer="",  # a BERT vocab file or tokenizer dir ("" = dataset's own)
+      normalize="vilt",
+      train_split="train",
+      worker_count=0,
+  ))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=1e-4, end_lr=0.0, warmup_steps=100, decay="linear", b1=0.9,
+      b2=0.999, weight_decay=0.01, grad_clip=1.0,
+      lr_mults=ml_collections.ConfigDict(dict(head=10.0)),
+  ))
+  c.distill = ml_collections.ConfigDict(dict(
+      teacher="",  # a model checkpoint dir: the frozen unreduced model
+      temperature=1.0, task_weight=1.0, logits_weight=1.0, hidden_weight=0.0,
+  ))
+  c.dynamicvit = ml_collections.ConfigDict(dict(ratio_weight=2.0))
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
+  c.eval = ml_collections.ConfigDict(dict(
+      methods="none,pumer,tome", split="test", batch_size=64,
+      checkpoint="",  # a model dir; "" = the workdir's final model
+      timing_repeats=5,
+  ))
+  c.lock()
+  return c

@@ -1,0 +1,195 @@
+"""End-to-end training: learning, resume, checkpoints, distillation, mesh."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pumer_jax import checkpoint, optim, sharding, train_lib
+from train_fixtures import (CountingIterator, fixed_batches, random_batch,
+                            tiny_config)
+
+
+def read_metrics(workdir):
+  lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+  return [json.loads(line) for line in lines]
+
+
+def params_of(state):
+  return jax.tree_util.tree_map(np.asarray, jax.device_get(state.params))
+
+
+def assert_same_params(a, b):
+  flat_a = flax.traverse_util.flatten_dict(a)
+  flat_b = flax.traverse_util.flatten_dict(b)
+  assert flat_a.keys() == flat_b.keys()
+  for key in flat_a:
+    np.testing.assert_allclose(flat_a[key], flat_b[key], rtol=0, atol=1e-6,
+                               err_msg="/".join(key))
+
+
+def test_loss_goes_down_on_a_fixed_batch(tmp_path):
+  config = tiny_config(total_steps=8)
+  train_lib.train_and_evaluate(config, tmp_path, train_iter=fixed_batches())
+  losses = [m["loss"] for m in read_metrics(tmp_path)]
+  assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]
+  assert (tmp_path / "tensorboard").is_dir()
+  with pytest.raises(FileExistsError, match="different run"):
+    train_lib.train_and_evaluate(tiny_config(seed=1), tmp_path,
+                                 train_iter=fixed_batches())
+
+
+class InterruptAfter(CountingIterator):
+  """Raises KeyboardInterrupt (Ctrl-C) when asked for batch `limit`."""
+
+  def __init__(self, limit):
+    super().__init__()
+    self.limit = limit
+
+  def __next__(self):
+    if self.position == self.limit:
+      raise KeyboardInterrupt
+    return super().__next__()
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path):
+  config = tiny_config()
+  straight = train_lib.train_and_evaluate(config, tmp_path / "a",
+                                          train_iter=CountingIterator())
+  with pytest.raises(KeyboardInterrupt):
+    train_lib.train_and_evaluate(config, tmp_path / "b",
+                                 train_iter=InterruptAfter(4))
+  steps = sorted(int(p.name) for p in (tmp_path / "b/checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert steps == [3, 4]  # the periodic save and the one at Ctrl-C
+  resumed = train_lib.train_and_evaluate(config, tmp_path / "b",
+                                         train_iter=CountingIterator())
+  assert int(resumed.step) == 6
+  assert_same_params(params_of(resumed), params_of(straight))
+
+  # A corrupt latest checkpoint: fall back to the one before, retrain.
+  latest = tmp_path / "b/checkpoints/6"
+  for f in latest.rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"garbage")
+  again = train_lib.train_and_evaluate(config, tmp_path / "b",
+                                      train_iter=CountingIterator())
+  assert_same_params(params_of(again), params_of(straight))
+  # The corrupt files are kept aside, not deleted; step 6 is saved anew.
+  assert (tmp_path / "b/corrupt_checkpoints/6").is_dir()
+  assert (tmp_path / "b/checkpoints/6").is_dir()
+
+
+def test_nan_loss_stops_with_the_step(tmp_path):
+  def poisoned():
+    step = 0
+    while True:
+      batch = random_batch(step)
+      if step == 2:
+        batch["pixel_values"][:] = np.nan
+      step += 1
+      yield batch
+
+  with pytest.raises(FloatingPointError, match="at step 3"):
+    train_lib.train_and_evaluate(tiny_config(), tmp_path,
+                                 train_iter=poisoned())
+
+
+def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
+  config = tiny_config()
+  model_config = train_lib.build_model_config(config)
+  model = train_lib.Vilt(model_config)
+  example = train_lib.example_batch(model_config, 1, 8)
+  params = flax.linen.meta.unbox(
+      model.init(jax.random.PRNGKey(0), **example))["params"]
+  tx = optim.make_optimizer(config.optim, 10, params)
+  state = train_lib.TrainState(jnp.zeros((), jnp.int32), params,
+                               tx.init(params), jax.random.PRNGKey(1))
+  step = jax.jit(train_lib.make_train_step(model, tx, config, teacher=model))
+  _, metrics = step(state, random_batch(0), params)
+  assert float(metrics["kd_logits"]) == pytest.approx(0.0, abs=1e-7)
+  assert float(metrics["loss"]) == pytest.approx(float(metrics["task_loss"]))
+
+  # Through the loop: a saved teacher, a PuMer student initialised from it.
+  checkpoint.save_model(tmp_path / "teacher", model_config, params)
+  student = tiny_config(**{
+      "distill.teacher": str(tmp_path / "teacher"),
+      "init_from": str(tmp_path / "teacher"), "reduce.method": "pumer",
+      "reduce.layers": (1,), "reduce.prune_ratio": 0.3,
+      "reduce.image_merge_ratio": 0.2, "total_steps": 2})
+  train_lib.train_and_evaluate(student, tmp_path / "run",
+                               train_iter=fixed_batches())
+  first = read_metrics(tmp_path / "run")[0]
+  assert 0.0 < first["kd_logits"] < 0.5  # reduced student ~ its teacher
+
+
+def test_dynamicvit_trains_its_predictors(tmp_path):
+  config = tiny_config(**{"reduce.method": "dynamicvit", "reduce.layers": (1,),
+                          "reduce.keep_ratios": (0.5,), "total_steps": 3})
+  state = train_lib.train_and_evaluate(config, tmp_path,
+                                       train_iter=fixed_batches())
+  assert "keep_predictor_0" in state.params["vilt"]
+  assert all("ratio_loss" in m for m in read_metrics(tmp_path))
+
+
+EIGHT_DEVICES = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import jax, numpy as np
+from jax.sharding import Mesh
+from pumer_jax import sharding, train_lib
+from train_fixtures import tiny_config, random_batch
+import flax.linen as nn
+
+assert jax.device_count() == 8
+config = tiny_config()
+model_config = train_lib.build_model_config(config)
+model = train_lib.Vilt(model_config)
+example = train_lib.example_batch(model_config, 1, 8)
+abstract = nn.meta.unbox(jax.eval_shape(
+    lambda: model.init(jax.random.PRNGKey(0), **example))["params"])
+tx = train_lib.optim.make_optimizer(config.optim, 10, abstract)
+losses = {}
+for name, mesh in (("4x2", sharding.make_mesh(4, 2)),
+                   ("1", Mesh(np.array(jax.devices()[:1]).reshape(1, 1),
+                              ("data", "model")))):
+  state, shardings = train_lib.init_sharded_state(
+      model, tx, example, jax.random.PRNGKey(0), mesh)
+  if name == "4x2":
+    kernel = state.params["vilt"]["layer_0"]["mlp"]["fc1"]["kernel"]
+    assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "model")
+  step = train_lib.jit_train_step(
+      train_lib.make_train_step(model, tx, config), shardings, mesh)
+  out = []
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    for i in range(2):
+      state, metrics = step(state, sharding.put_batch(random_batch(i), mesh),
+                            None)
+      out.append(float(metrics["loss"]))
+  losses[name] = out
+print(losses)
+np.testing.assert_allclose(losses["4x2"], losses["1"], rtol=1e-5)
+"""
+
+
+def test_eight_device_mesh_matches_one_device():
+  env = dict(os.environ,
+             XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  tests_dir = str(pathlib.Path(__file__).parent)
+  result = subprocess.run([sys.executable, "-c", EIGHT_DEVICES, tests_dir],
+                          env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_mesh_errors_name_the_fix():
+  with pytest.raises(ValueError, match="mesh.data"):
+    sharding.make_mesh(3, 1)

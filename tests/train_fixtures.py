@@ -1,0 +1,76 @@
+"""A tiny config and in-memory batches for train/eval tests."""
+
+import itertools
+
+import numpy as np
+
+from pumer_jax.config_defaults import base_config, reduce_config
+
+
+def tiny_config(**overrides):
+  c = base_config()
+  c.unlock()
+  c.model.update(dict(
+      vocab_size=30, hidden_size=32, num_hidden_layers=3,
+      num_attention_heads=4, intermediate_size=64, max_position_embeddings=8,
+      image_size=32, patch_size=8, num_labels=5, input_size=(32, 32)))
+  c.data.text_len = 8
+  c.batch_size = 8
+  c.total_steps = 6
+  c.log_every = 1
+  c.checkpoint_every = 3
+  c.progress = False
+  c.optim.warmup_steps = 1
+  c.optim.lr = 3e-3
+  c.reducers.pumer = reduce_config(
+      method="pumer", layers=(1,), prune_ratio=0.2, image_merge_ratio=0.2,
+      text_merge_ratio=0.2)
+  c.reducers.tome = reduce_config(method="tome", tome_r=3)
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  c.lock()
+  return c
+
+
+def random_batch(seed, batch=8, text_len=8, hw=32, num_labels=5):
+  rng = np.random.default_rng(seed)
+  mask = np.ones((batch, text_len), np.int32)
+  mask[::2, 5:] = 0
+  labels = np.zeros((batch, num_labels), np.float32)
+  labels[np.arange(batch), rng.integers(0, num_labels, batch)] = 1.0
+  return dict(
+      input_ids=rng.integers(1, 30, (batch, text_len)).astype(np.int32),
+      attention_mask=mask,
+      pixel_values=rng.normal(size=(batch, hw, hw, 3)).astype(np.float32),
+      labels=labels,
+      valid=np.ones((batch,), bool),
+  )
+
+
+class CountingIterator:
+  """Deterministic batches with a checkpointable position, like grain's."""
+
+  def __init__(self, seed=0):
+    self.seed, self.position = seed, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = random_batch(self.seed * 10_000 + self.position)
+    self.position += 1
+    return batch
+
+  def get_state(self):
+    return {"position": self.position}
+
+  def set_state(self, state):
+    self.position = state["position"]
+
+
+def fixed_batches(seed=0):
+  return itertools.repeat(random_batch(seed))
