@@ -63,8 +63,9 @@ def save_model(
   params = nn.meta.unbox(params)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / PARAMS_DIR, params, force=overwrite)
-  (directory / CONFIG_FILE).write_text(
-      json.dumps(config_to_dict(config), indent=2) + "\n")
+  if jax.process_index() == 0:
+    (directory / CONFIG_FILE).write_text(
+        json.dumps(config_to_dict(config), indent=2) + "\n")
   return directory
 
 

@@ -29,6 +29,26 @@ def reduce_config(**values) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(block)
 
 
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses a config variant string, `key=value,flag`, big_vision style.
+
+  Only keys named in `defaults` are accepted; a bare `flag` means True.
+  Values take the type of their default.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, raw = item.partition("=")
+    if key not in defaults:
+      raise ValueError(f"config variant {key!r} is not one of "
+                       f"{sorted(defaults)}.")
+    kind = type(defaults[key])
+    if kind is bool:
+      values[key] = raw.lower() not in ("0", "false", "no") if raw else True
+    else:
+      values[key] = kind(raw)
+  return ml_collections.ConfigDict(values)
+
+
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = "vqa"  # vqa | ve | nlvr2 | retrieval
@@ -51,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
       pumer=reduce_config(method="pumer", layers=(2, 5, 8), prune_ratio=0.1,
                           image_merge_ratio=0.3, text_merge_ratio=0.2),
       tome=reduce_config(method="tome", tome_r=8),
+      dynamicvit=reduce_config(method="dynamicvit", layers=(2, 5, 8),
+                               keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres", smres_size=(288, 288)),
   ))
 
@@ -63,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
       normalize="vilt",
       train_split="train",
       worker_count=0,
+      # Passed to the dataset's BuilderConfig (shapes_vqa: image_size,
+      # num_train, ...); set in the config file, overridable by flag.
+      builder_config=ml_collections.ConfigDict(),
   ))
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-4, end_lr=0.0, warmup_steps=100, decay="linear", b1=0.9,

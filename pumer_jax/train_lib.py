@@ -464,6 +464,10 @@ def train_and_evaluate(
       save_checkpoint(manager, state, iterator_state(train_iter))
     writer.close()
     manager.close()
+  # The trained model in the format eval.py, init_from and distill.teacher
+  # read. Re-exported (replaced) when a resumed run finishes again.
+  model_checkpoint.save_model(workdir / "model", model_config, state.params,
+                              overwrite=True)
   return state
 
 

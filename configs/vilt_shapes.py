@@ -1,0 +1,79 @@
+r"""ViLT on the embedded `shapes_vqa` dataset: CPU-sized, trains in minutes.
+
+A 4-layer, 128-wide ViLT with 16x16 patches on 96x96 images (36 patches +
+CLS), questions of at most 16 tokens. The dataset generates itself (no
+download) into data.data_dir on first use.
+
+  python train.py --config configs/vilt_shapes.py --workdir runs/shapes
+  python eval.py  --config configs/vilt_shapes.py --workdir runs/shapes
+
+PuMer with distillation from the unreduced run, starting from its weights:
+
+  python train.py --config configs/vilt_shapes.py:method=pumer \
+      --config.distill.teacher=runs/shapes/model \
+      --config.init_from=runs/shapes/model --workdir runs/shapes_pumer
+
+Variants (after the colon): method=none|pumer|tome|dynamicvit|smres,
+runlocal (a few steps, for a smoke test). `make demo` runs the whole
+sequence; see README.md for the accuracy it reaches.
+"""
+
+from pumer_jax.config_defaults import base_config, parse_arg, reduce_config
+from pumer_jax.data.shapes_vqa import ANSWERS, tokenizer
+
+PUMER = dict(method="pumer", layers=(1, 2), prune_ratio=0.2,
+             image_merge_ratio=0.2, text_merge_ratio=0.2)
+REDUCERS = dict(
+    none=reduce_config(),
+    pumer=reduce_config(**PUMER),
+    tome=reduce_config(method="tome", layers=(1, 2), tome_r=10),
+    dynamicvit=reduce_config(method="dynamicvit", layers=(1, 2),
+                             keep_ratios=(0.6, 0.4)),
+    smres=reduce_config(method="smres", smres_size=(64, 64)),
+)
+
+
+def get_config(arg=None):
+  args = parse_arg(arg, method="none", runlocal=False)
+  c = base_config()
+  c.task = "vqa"
+  c.batch_size = 64
+  c.total_steps = 1200
+  c.log_every = 20
+  c.checkpoint_every = 200
+
+  c.model.update(dict(
+      vocab_size=len(tokenizer()), max_position_embeddings=16,
+      hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+      intermediate_size=256, image_size=96, patch_size=16,
+      num_labels=len(ANSWERS), input_size=(96, 96)))
+  c.reduce = REDUCERS[args.method]
+  c.reducers.update(REDUCERS)
+
+  c.data.name = "shapes_vqa"
+  c.data.data_dir = "runs/data"
+  c.data.text_len = 16
+  c.data.unlock()
+  c.data.builder_config = dict(image_size=96, num_train=10_000,
+                               num_validation=500, num_test=1000)
+  c.data.lock()
+
+  c.optim.lr = 1e-3
+  c.optim.warmup_steps = 100
+  c.optim.weight_decay = 0.01
+  c.optim.lr_mults.head = 1.0
+
+  c.eval.methods = "none,pumer,tome"
+  c.eval.split = "test"
+  c.eval.batch_size = 250
+
+  if args.runlocal:
+    c.total_steps = 4
+    c.log_every = 1
+    c.checkpoint_every = 2
+    c.optim.warmup_steps = 1
+    c.batch_size = 8
+    c.eval.batch_size = 50
+    c.data.builder_config.update(dict(num_train=64, num_validation=50,
+                                      num_test=100))
+  return c

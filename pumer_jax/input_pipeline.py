@@ -1,0 +1,108 @@
+"""From a run config to prepared TFDS builders and grain loaders.
+
+The builders and loaders live in `pumer_jax.data`; this file only reads the
+config: which dataset, where its files are, which tokenizer and answer
+vocabulary, and each process's share of the global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import ml_collections
+import tensorflow_datasets as tfds
+
+from pumer_jax.data import answers, tokenizers
+from pumer_jax.data import flickr30k, nlvr2, pipeline, shapes_vqa, snli_ve
+from pumer_jax.data import vqa_v2
+
+# dataset name -> (builder class, its BuilderConfig class or None, task)
+DATASETS = {
+    "shapes_vqa": (shapes_vqa.ShapesVqa, shapes_vqa.ShapesVqaConfig, "vqa"),
+    "vqa_v2": (vqa_v2.VqaV2, None, "vqa"),
+    "snli_ve": (snli_ve.SnliVe, None, "ve"),
+    "nlvr2": (nlvr2.Nlvr2, None, "nlvr2"),
+    "flickr30k": (flickr30k.Flickr30k, None, "retrieval"),
+}
+
+
+def prepared_builder(config: ml_collections.ConfigDict):
+  """The dataset's builder, prepared (generated or read from manual_dir)."""
+  data = config.data
+  if data.name not in DATASETS:
+    raise ValueError(f"data.name={data.name!r} must be one of "
+                     f"{sorted(DATASETS)}.")
+  builder_cls, config_cls, task = DATASETS[data.name]
+  if task != config.task:
+    raise ValueError(f"data.name={data.name!r} is a {task!r} dataset but "
+                     f"task={config.task!r}.")
+  kwargs = {}
+  overrides = dict(data.get("builder_config", {}) or {})
+  if overrides:
+    if config_cls is None:
+      raise ValueError(f"{data.name} takes no data.builder_config.")
+    name = "_".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+    kwargs["config"] = config_cls(name=name, **overrides)
+  builder = builder_cls(data_dir=data.data_dir or None, **kwargs)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=data.manual_dir or None))
+  return builder
+
+
+def tokenizer_for(config: ml_collections.ConfigDict):
+  if config.data.tokenizer:
+    return tokenizers.bert_tokenizer(config.data.tokenizer)
+  if config.data.name == "shapes_vqa":
+    return shapes_vqa.tokenizer()
+  raise ValueError(
+      f"data.tokenizer is empty; set it to a BERT vocab.txt or tokenizer "
+      f"directory (ViLT uses bert-base-uncased) for {config.data.name}.")
+
+
+def answer_vocab_for(config: ml_collections.ConfigDict, builder) -> Any:
+  if config.task != "vqa":
+    return None
+  if config.data.name == "shapes_vqa":
+    vocab = list(shapes_vqa.ANSWERS)
+  else:
+    vocab = answers.load_or_build_answer_vocab(builder)
+  if len(vocab) != config.model.num_labels:
+    raise ValueError(
+        f"the answer vocabulary has {len(vocab)} answers but "
+        f"model.num_labels={config.model.num_labels}; set "
+        f"--config.model.num_labels={len(vocab)}.")
+  return vocab
+
+
+def _loader(config, builder, split: str, train: bool, batch_size: int):
+  if batch_size % jax.process_count():
+    raise ValueError(f"batch size {batch_size} must divide over "
+                     f"{jax.process_count()} processes.")
+  return pipeline.make_loader(
+      builder, split,
+      batch_size=batch_size // jax.process_count(),
+      image_size=tuple(config.model.input_size),
+      text_length=config.data.text_len,
+      tokenizer=tokenizer_for(config),
+      task=config.task, train=train, seed=config.seed,
+      normalize=config.data.normalize,
+      answer_vocab=answer_vocab_for(config, builder),
+      worker_count=config.data.worker_count,
+  )
+
+
+def train_iterator(config: ml_collections.ConfigDict):
+  """An endless, checkpointable iterator over this process's train batches."""
+  builder = prepared_builder(config)
+  return iter(_loader(config, builder, config.data.train_split, True,
+                      config.batch_size))
+
+
+def eval_batches(config: ml_collections.ConfigDict,
+                 split: str) -> Callable[[], Iterable[dict[str, Any]]]:
+  """A function returning a fresh single pass over `split` (padded batches)."""
+  builder = prepared_builder(config)
+  dataset = _loader(config, builder, split, False, config.eval.batch_size)
+  return lambda: iter(dataset)
