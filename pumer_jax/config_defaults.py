@@ -104,6 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
       methods="none,pumer,tome", split="test", batch_size=64,
       checkpoint="",  # a model dir; "" = the workdir's final model
       timing_repeats=5,
+      # Retrieval crosses eval.batch_size captions with this many images
+      # per forward pass.
+      retrieval_image_batch=8,
   ))
   c.lock()
   return c

@@ -26,7 +26,7 @@ from pumer_jax.models.reducers import ReduceConfig
 from pumer_jax.timing import time_jitted
 
 METRIC_NAMES = {"vqa": "vqa_score", "ve": "accuracy", "nlvr2": "accuracy",
-                "retrieval": "itm_accuracy"}
+                "retrieval": "ir_r@1"}
 
 
 def batch_metric_sums(task: str, out: dict[str, Any], batch: dict[str, Any]):
@@ -71,6 +71,47 @@ def recall_at_k(scores: np.ndarray, image_of_caption: np.ndarray,
   return out
 
 
+def retrieval_scores(
+    forward: Callable, params: Any,
+    make_captions: Callable[[], Iterable[dict[str, np.ndarray]]],
+    make_images: Callable[[], Iterable[dict[str, np.ndarray]]],
+    mesh,
+) -> tuple[np.ndarray, np.ndarray]:
+  """ITM scores of every (image, caption) pair: [images, captions].
+
+  Each caption batch is crossed with each image batch (Bc x Bi pairs per
+  forward), as ViLT's retrieval evaluation. Returns the score matrix and
+  the image index of each caption.
+  """
+  captions = list(make_captions())
+  images = list(make_images())
+  num_images = 1 + max(int(i) for b in images
+                       for i, v in zip(b["image_index"], b["valid"]) if v)
+  num_captions = 1 + max(int(c) for b in captions
+                         for c, v in zip(b["caption_index"], b["valid"]) if v)
+  scores = np.full((num_images, num_captions), -np.inf, np.float32)
+  image_of_caption = np.full((num_captions,), -1, np.int64)
+  text_keys = ("input_ids", "attention_mask", "token_type_ids")
+  for cb in captions:
+    real_c = np.asarray(cb["valid"], bool)
+    image_of_caption[cb["caption_index"][real_c]] = cb["image_index"][real_c]
+    for ib in images:
+      bc, bi = len(cb["valid"]), len(ib["valid"])
+      pairs = {k: np.repeat(cb[k], bi, axis=0) for k in text_keys if k in cb}
+      pairs["pixel_values"] = np.tile(
+          ib["pixel_values"], (bc,) + (1,) * (ib["pixel_values"].ndim - 1))
+      logits = np.asarray(forward(params, sharding.put_batch(pairs, mesh))[
+          "logits"])[:, 0].reshape(bc, bi)  # [captions, images]
+      real_i = np.asarray(ib["valid"], bool)
+      rows = ib["image_index"][real_i]
+      cols = cb["caption_index"][real_c]
+      scores[np.ix_(rows, cols)] = logits[np.ix_(real_c, real_i)].T
+  if np.isneginf(scores).any() or (image_of_caption < 0).any():
+    raise ValueError("the retrieval split left some (image, caption) pairs "
+                     "unscored; its image/caption indices are not dense.")
+  return scores, image_of_caption
+
+
 def reducer_for(name: str, config: ml_collections.ConfigDict,
                 trained: ReduceConfig) -> ReduceConfig:
   """The reducer called `name`: the trained one if it matches, else
@@ -82,6 +123,16 @@ def reducer_for(name: str, config: ml_collections.ConfigDict,
         f"eval.methods names {name!r} but config.reducers has no such entry "
         f"(has {sorted(config.reducers)}).")
   return ReduceConfig.from_mapping(config.reducers[name])
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalBatches:
+  """Fresh passes over a retrieval split: matched pairs (ITM accuracy,
+  timing), captions and images (crossed for the full score matrix)."""
+
+  pairs: Callable[[], Iterable[dict[str, np.ndarray]]]
+  captions: Callable[[], Iterable[dict[str, np.ndarray]]]
+  images: Callable[[], Iterable[dict[str, np.ndarray]]]
 
 
 def compiled_flops(fn: Callable, *args) -> float:
@@ -101,7 +152,9 @@ def evaluate(
   """Evaluates the model in `model_dir` under each reducer in `methods`.
 
   `make_batches()` returns a fresh pass over the evaluation split (padded
-  batches with a `valid` mask, so every example counts exactly once).
+  batches with a `valid` mask, so every example counts exactly once). For
+  retrieval it is a `RetrievalBatches` (matched pairs, captions, images):
+  the headline value is IR R@1, with IR/TR R@1/5/10 beside it.
   """
   base_model, variables = model_checkpoint.load_model(model_dir)
   trained = base_model.config.reduce
@@ -130,8 +183,10 @@ def evaluate(
         total, count = batch_metric_sums(task, out, batch)
         return total, count, out["tokens"]
 
+      extra = {}
       total, count, tokens = 0.0, 0.0, None
-      for batch in make_batches():
+      for batch in (make_batches() if task != "retrieval"
+                    else make_batches.pairs()):
         if timing_batch is None:
           timing_batch = sharding.put_batch(batch, mesh)
         s, c, tokens = eval_step(params, sharding.put_batch(batch, mesh))
@@ -139,6 +194,12 @@ def evaluate(
         count += float(c)
       if count == 0:
         raise ValueError("the evaluation split produced no valid examples.")
+      if task == "retrieval":
+        scores, image_of_caption = retrieval_scores(
+            jax.jit(forward), params, make_batches.captions,
+            make_batches.images, mesh)
+        extra = recall_at_k(scores, image_of_caption)
+        total, count = extra["ir_r@1"], 1.0
       fwd = jax.jit(forward)
       timing = time_jitted(fwd, params, timing_batch,
                            repeats=config.eval.timing_repeats, warmup=1)
@@ -153,6 +214,7 @@ def evaluate(
           flops_per_example=compiled_flops(forward, params, timing_batch)
           / batch_size,
           examples_per_s=batch_size / timing.median_s,
+          **extra,
       ))
   reference = next((r for r in results if r["method"] == "none"), results[0])
   for r in results:

@@ -76,7 +76,8 @@ def answer_vocab_for(config: ml_collections.ConfigDict, builder) -> Any:
   return vocab
 
 
-def _loader(config, builder, split: str, train: bool, batch_size: int):
+def _loader(config, builder, split: str, train: bool, batch_size: int,
+            task: str | None = None):
   if batch_size % jax.process_count():
     raise ValueError(f"batch size {batch_size} must divide over "
                      f"{jax.process_count()} processes.")
@@ -86,7 +87,7 @@ def _loader(config, builder, split: str, train: bool, batch_size: int):
       image_size=tuple(config.model.input_size),
       text_length=config.data.text_len,
       tokenizer=tokenizer_for(config),
-      task=config.task, train=train, seed=config.seed,
+      task=task or config.task, train=train, seed=config.seed,
       normalize=config.data.normalize,
       answer_vocab=answer_vocab_for(config, builder),
       worker_count=config.data.worker_count,
@@ -100,9 +101,21 @@ def train_iterator(config: ml_collections.ConfigDict):
                       config.batch_size))
 
 
-def eval_batches(config: ml_collections.ConfigDict,
-                 split: str) -> Callable[[], Iterable[dict[str, Any]]]:
-  """A function returning a fresh single pass over `split` (padded batches)."""
+def eval_batches(config: ml_collections.ConfigDict, split: str):
+  """A function returning a fresh single pass over `split` (padded batches).
+
+  For retrieval, an `eval_lib.RetrievalBatches` of three such functions.
+  """
   builder = prepared_builder(config)
-  dataset = _loader(config, builder, split, False, config.eval.batch_size)
-  return lambda: iter(dataset)
+  size = config.eval.batch_size
+
+  def passes(task=None, batch_size=size):
+    dataset = _loader(config, builder, split, False, batch_size, task)
+    return lambda: iter(dataset)
+
+  if config.task != "retrieval":
+    return passes()
+  from pumer_jax.eval_lib import RetrievalBatches
+  return RetrievalBatches(
+      pairs=passes(), captions=passes("retrieval_captions"),
+      images=passes("retrieval_images", config.eval.retrieval_image_batch))

@@ -37,6 +37,27 @@ TASK_LOSSES = {"vqa": vqa_bce, "ve": classification_ce,
                "nlvr2": classification_ce, "retrieval": itm_bce}
 
 
+def itm_pairs(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Matched and mismatched image-text pairs from a batch of matched ones.
+
+  Retrieval batches hold matched pairs only. As ViLT's ITM objective, each
+  caption is also paired with another example's image (the batch rolled by
+  one), labelled 0. [B] -> [2B].
+  """
+  text_keys = ("input_ids", "attention_mask", "token_type_ids")
+  out = {}
+  for key in text_keys:
+    if key in batch:
+      out[key] = jnp.concatenate([batch[key], batch[key]], axis=0)
+  pixels = batch["pixel_values"]
+  out["pixel_values"] = jnp.concatenate(
+      [pixels, jnp.roll(pixels, 1, axis=0)], axis=0)
+  ones = jnp.ones(pixels.shape[:1], jnp.int32)
+  out["label"] = jnp.concatenate([ones, jnp.zeros_like(ones)])
+  out["valid"] = jnp.concatenate([batch["valid"], batch["valid"]])
+  return out
+
+
 def logits_kl(
     student: jax.Array, teacher: jax.Array, temperature: float = 1.0
 ) -> jax.Array:

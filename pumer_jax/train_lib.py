@@ -154,6 +154,8 @@ def make_train_step(
   distill = config.distill
 
   def loss_fn(params, batch, teacher_params, rng):
+    if config.task == "retrieval":
+      batch = losses.itm_pairs(batch)
     drop_rng, gumbel_rng = jax.random.split(rng)
     out = model.apply({"params": params}, **model_inputs(batch), train=True,
                       rngs={"dropout": drop_rng, "gumbel": gumbel_rng})

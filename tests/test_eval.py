@@ -97,3 +97,79 @@ def test_unknown_method_and_missing_predictors(saved_model):
   with pytest.raises(FileNotFoundError, match="not a model checkpoint"):
     eval_lib.evaluate(directory / "nowhere", tiny_config(), padded_batches(),
                       ["none"])
+
+
+def retrieval_passes(num_images=3, per_image=2, image_batch=2, caption_batch=4):
+  """In-memory retrieval passes: padded image and caption batches."""
+  rng = np.random.default_rng(7)
+  pixels = rng.normal(size=(num_images, 32, 32, 3)).astype(np.float32)
+  num_captions = num_images * per_image
+  ids = rng.integers(1, 30, (num_captions, 8)).astype(np.int32)
+
+  def batches(count, size, make):
+    out = []
+    for start in range(0, count, size):
+      index = np.arange(start, start + size)
+      valid = index < count
+      out.append(make(np.where(valid, index, 0), valid))
+    return out
+
+  images = batches(num_images, image_batch, lambda i, v: dict(
+      pixel_values=pixels[i], image_index=i.astype(np.int32), valid=v))
+  captions = batches(num_captions, caption_batch, lambda c, v: dict(
+      input_ids=ids[c], attention_mask=np.ones_like(ids[c]),
+      image_index=(c // per_image).astype(np.int32),
+      caption_index=c.astype(np.int32), valid=v))
+  pairs = [dict(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                pixel_values=pixels[b["image_index"]],
+                label=np.ones(len(b["valid"]), np.int32), valid=b["valid"])
+           for b in captions]
+  return eval_lib.RetrievalBatches(lambda: iter(pairs),
+                                   lambda: iter(captions),
+                                   lambda: iter(images)), pixels, ids
+
+
+def test_retrieval_scores_every_pair(saved_model):
+  _, model, params = saved_model
+  retrieval_model = type(model)(model.config.replace(head="retrieval",
+                                                     num_labels=1))
+  p = dict(params)
+  p.pop("classifier")
+  p["rank"] = {"rank_output": {"kernel": jnp.ones((32, 1)) * 0.1,
+                               "bias": jnp.zeros((1,))}}
+  passes, pixels, ids = retrieval_passes()
+  forward = jax.jit(lambda p, b: retrieval_model.apply(
+      {"params": p}, **train_lib.model_inputs(b)))
+  mesh = train_lib.sharding.make_mesh(1, 1)
+  scores, image_of_caption = eval_lib.retrieval_scores(
+      forward, p, passes.captions, passes.images, mesh)
+  assert scores.shape == (3, 6)
+  np.testing.assert_array_equal(image_of_caption, [0, 0, 1, 1, 2, 2])
+  for i in range(3):
+    direct = forward(p, dict(input_ids=ids, attention_mask=np.ones_like(ids),
+                             pixel_values=np.repeat(pixels[i:i + 1], 6, 0)))
+    np.testing.assert_allclose(scores[i], direct["logits"][:, 0], atol=1e-5)
+
+
+def test_retrieval_training_step_uses_negatives():
+  config = tiny_config(task="retrieval", **{"model.head": "retrieval",
+                                            "model.num_labels": 1})
+  model_config = train_lib.build_model_config(config)
+  model = train_lib.Vilt(model_config)
+  example = train_lib.example_batch(model_config, 1, 8)
+  params = flax.linen.meta.unbox(
+      jax.jit(model.init)(jax.random.PRNGKey(0), **example))["params"]
+  # Every pair scores exactly 1: positives cost softplus(-1), and the
+  # negatives (label 0) softplus(1). Without negatives it would be the first.
+  params["rank"]["rank_output"] = {"kernel": jnp.zeros((32, 1)),
+                                   "bias": jnp.ones((1,))}
+  tx = train_lib.optim.make_optimizer(config.optim, 10, params)
+  state = train_lib.TrainState(jnp.zeros((), jnp.int32), params,
+                               tx.init(params), jax.random.PRNGKey(1))
+  step = jax.jit(train_lib.make_train_step(model, tx, config))
+  batch = random_batch(0)
+  batch.pop("labels")
+  _, metrics = step(state, batch, None)
+  softplus = lambda v: np.log1p(np.exp(v))
+  assert float(metrics["task_loss"]) == pytest.approx(
+      (softplus(-1.0) + softplus(1.0)) / 2, rel=1e-5)

@@ -1,0 +1,57 @@
+"""The ViLT-B/32 fine-tuning config shared by configs/vilt_{vqa,ve,nlvr2,
+retrieval}.py: model shape, data, optimiser and PuMer's reference reducer."""
+
+from __future__ import annotations
+
+from pumer_jax.config_defaults import base_config, parse_arg, reduce_config
+
+# PuMer's reference ratios for ViLT (DESIGN 4.3), reduce layers per task.
+PUMER_RATIOS = dict(prune_ratio=0.1, image_merge_ratio=0.3,
+                    text_merge_ratio=0.2)
+
+
+def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
+                     pumer_layers: tuple[int, ...], num_labels: int,
+                     head: str, **model):
+  """A ViLT-B/32 config at 384x384 for one task; variants as in big_vision.
+
+  Variants: method=none|pumer|tome|dynamicvit|smres, runlocal (tiny model,
+  a few steps: checks the wiring on a laptop, not the accuracy).
+  """
+  args = parse_arg(arg, method="none", runlocal=False)
+  c = base_config()
+  c.task = task
+  c.batch_size = 256
+  c.total_steps = 10_000
+  c.checkpoint_every = 1000
+  c.model.update(dict(head=head, num_labels=num_labels,
+                      max_position_embeddings=40, input_size=(384, 384),
+                      **model))
+  reducers = dict(
+      none=reduce_config(),
+      pumer=reduce_config(method="pumer", layers=pumer_layers,
+                          **PUMER_RATIOS),
+      tome=reduce_config(method="tome", tome_r=8),
+      dynamicvit=reduce_config(method="dynamicvit", layers=(2, 5, 8),
+                               keep_ratios=(0.7, 0.49, 0.343)),
+      smres=reduce_config(method="smres", smres_size=(288, 288)),
+  )
+  c.reduce = reducers[args.method]
+  c.reducers.update(reducers)
+  c.data.name = dataset
+  c.data.text_len = text_len
+  c.optim.lr = 1e-4
+  c.optim.warmup_steps = 1000
+  c.optim.lr_mults.head = 10.0  # ViLT's fine-tuning head multiplier
+  c.eval.split = "validation"
+  if args.runlocal:
+    c.batch_size = 4
+    c.total_steps = 3
+    c.checkpoint_every = 2
+    c.log_every = 1
+    c.optim.warmup_steps = 1
+    c.eval.batch_size = 4
+    c.model.update(dict(hidden_size=64, num_hidden_layers=12,
+                        num_attention_heads=4, intermediate_size=128,
+                        input_size=(96, 96)))
+  return c
