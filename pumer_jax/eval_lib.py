@@ -22,6 +22,7 @@ import numpy as np
 
 from pumer_jax import checkpoint as model_checkpoint
 from pumer_jax import sharding
+from pumer_jax.cost import compiled_flops
 from pumer_jax.models.reducers import ReduceConfig
 from pumer_jax.timing import time_jitted
 
@@ -135,14 +136,6 @@ class RetrievalBatches:
   images: Callable[[], Iterable[dict[str, np.ndarray]]]
 
 
-def compiled_flops(fn: Callable, *args) -> float:
-  """FLOPs of the compiled program (summed over devices if per-device)."""
-  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    return float(sum(a.get("flops", 0.0) for a in analysis))
-  return float(analysis.get("flops", 0.0))
-
-
 def evaluate(
     model_dir: str | pathlib.Path,
     config: ml_collections.ConfigDict,
@@ -211,8 +204,8 @@ def evaluate(
           value=total / count,
           examples=int(count),
           tokens_per_layer=[int(t) for t in np.asarray(tokens)],
-          flops_per_example=compiled_flops(forward, params, timing_batch)
-          / batch_size,
+          flops_per_example=compiled_flops(
+              fwd.lower(params, timing_batch).compile()) / batch_size,
           examples_per_s=batch_size / timing.median_s,
           **extra,
       ))

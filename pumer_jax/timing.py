@@ -44,7 +44,9 @@ def time_jitted(
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     samples.append(time.perf_counter() - start)
-  deciles = statistics.quantiles(samples, n=10) if len(samples) > 1 else (
-      samples * 9)
+  # "inclusive" interpolates within the samples; the default extrapolates
+  # past them for small counts (a negative p10 from two samples).
+  deciles = (statistics.quantiles(samples, n=10, method="inclusive")
+             if len(samples) > 1 else samples * 9)
   return Timing(statistics.median(samples), deciles[0], deciles[-1],
                 len(samples))

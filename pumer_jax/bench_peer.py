@@ -1,0 +1,149 @@
+"""The peer a user would pick instead: Hugging Face `transformers` ViLT.
+
+Times `transformers.ViltForQuestionAnswering` (PyTorch, unreduced, random
+weights) on the same shapes, device and run as the Flax benchmark, in eager
+mode and, where it works, under `torch.compile`, with the same statistics
+(`pumer_jax.timing.time_jitted`). `pumer_jax.bench` calls `run_hf_peer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pumer_jax.bench import cpu_threads, throughput_summary
+from pumer_jax.models.vilt import ViltConfig
+from pumer_jax.timing import time_jitted
+
+# ViltConfig fields that Hugging Face's ViltConfig takes under the same name.
+HF_FIELDS = (
+    "vocab_size", "type_vocab_size", "modality_type_vocab_size",
+    "max_position_embeddings", "hidden_size", "num_hidden_layers",
+    "num_attention_heads", "intermediate_size", "hidden_act",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "layer_norm_eps",
+    "image_size", "patch_size", "num_channels", "qkv_bias",
+)
+
+
+def hf_model(config: ViltConfig, seed: int = 0):
+  """A randomly initialised `ViltForQuestionAnswering` of the same sizes."""
+  import torch
+  import transformers
+
+  torch.manual_seed(seed)
+  hf_config = transformers.ViltConfig(
+      **{name: getattr(config, name) for name in HF_FIELDS},
+      id2label={i: str(i) for i in range(config.num_labels)},
+  )
+  return transformers.ViltForQuestionAnswering(hf_config).eval()
+
+
+def hf_inputs(batch: int, text_len: int, image_size: tuple[int, int],
+              vocab_size: int, seed: int = 0) -> dict[str, Any]:
+  """Random NCHW inputs with a full pixel mask, as ViltProcessor makes them."""
+  import torch
+
+  rng = np.random.default_rng(seed)
+  height, width = image_size
+  lengths = rng.integers(max(1, text_len // 2), text_len + 1, size=batch)
+  mask = (np.arange(text_len)[None] < lengths[:, None]).astype(np.int64)
+  return dict(
+      input_ids=torch.from_numpy(
+          rng.integers(1, vocab_size, (batch, text_len))),
+      attention_mask=torch.from_numpy(mask),
+      token_type_ids=torch.zeros((batch, text_len), dtype=torch.long),
+      pixel_values=torch.from_numpy(
+          rng.normal(size=(batch, 3, height, width)).astype(np.float32)),
+      pixel_mask=torch.ones((batch, height, width), dtype=torch.long),
+  )
+
+
+def _timed_forward(model, inputs: dict[str, Any], device) -> Any:
+  """A no-argument call that returns only once the device has finished."""
+  import torch
+
+  def call() -> None:
+    with torch.no_grad():
+      model(**inputs)
+    if device.type == "cuda":
+      torch.cuda.synchronize(device)
+
+  return call
+
+
+def _summary(batch: int, timing) -> dict[str, Any]:
+  summary = throughput_summary(batch, timing)
+  return dict(throughput=summary["throughput"], spread=summary["spread"])
+
+
+def run_hf_peer(
+    config: ViltConfig,
+    *,
+    text_len: int,
+    image_size: tuple[int, int],
+    batch: int,
+    platform: str,
+    repeats: int,
+    warmup: int,
+    min_seconds: float = 0.0,
+    compile: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+  """Times Hugging Face ViLT, unreduced, eager and under `torch.compile`.
+
+  Args:
+    config: the Flax model's sizes; its `dtype` picks float32 or bfloat16.
+    text_len, image_size, batch: the shapes the Flax model was timed on.
+    platform: JAX's platform ('cpu', 'gpu'); the peer runs on the same kind
+      of device (CUDA for 'gpu'), with as many CPU threads as JAX uses.
+    repeats, warmup, min_seconds: as `time_jitted`.
+    compile: also time `torch.compile(model)`; a failure is recorded as
+      its error string, not raised.
+    seed: weights and inputs.
+
+  Returns:
+    A dict: name, versions, device, dtype, batch, threads, `eager` and
+    `compile` (each `{throughput, spread}`, or `{error}`, or None when not
+    asked for).
+  """
+  import torch
+  import transformers
+
+  if platform == "gpu" and not torch.cuda.is_available():
+    raise RuntimeError(
+        "JAX runs on a GPU but this torch build has no CUDA, so the peer "
+        "would not run on the same device; install a CUDA torch or drop "
+        "--peer.")
+  device = torch.device("cuda" if platform == "gpu" else "cpu")
+  threads = cpu_threads()
+  torch.set_num_threads(threads)
+  dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
+
+  model = hf_model(config, seed).to(device=device, dtype=dtype)
+  inputs = hf_inputs(batch, text_len, image_size, config.vocab_size, seed)
+  inputs = {k: v.to(device) for k, v in inputs.items()}
+  inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+
+  timing_args = dict(warmup=warmup, repeats=repeats, min_seconds=min_seconds)
+  eager = time_jitted(_timed_forward(model, inputs, device), **timing_args)
+  compiled: dict[str, Any] | None = None
+  if compile:
+    try:
+      fast = torch.compile(model)
+      timing = time_jitted(_timed_forward(fast, inputs, device),
+                           **timing_args)
+      compiled = _summary(batch, timing)
+    except Exception as err:  # inductor needs a compiler; record and go on
+      compiled = dict(error=f"{type(err).__name__}: {err}"[:2000])
+  return dict(
+      name="transformers.ViltForQuestionAnswering (PyTorch, unreduced)",
+      versions=dict(transformers=transformers.__version__,
+                    torch=torch.__version__),
+      device=str(device),
+      dtype=config.dtype,
+      batch=batch,
+      threads=threads,
+      eager=_summary(batch, eager),
+      compile=compiled,
+  )
