@@ -35,6 +35,7 @@ def assert_same_params(a, b):
                                err_msg="/".join(key))
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_a_fixed_batch(tmp_path):
   config = tiny_config(total_steps=8)
   train_lib.train_and_evaluate(config, tmp_path, train_iter=fixed_batches())
@@ -59,6 +60,7 @@ class InterruptAfter(CountingIterator):
     return super().__next__()
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path):
   config = tiny_config()
   straight = train_lib.train_and_evaluate(config, tmp_path / "a",
@@ -102,6 +104,7 @@ def test_nan_loss_stops_with_the_step(tmp_path):
                                  train_iter=poisoned())
 
 
+@pytest.mark.slow
 def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
   config = tiny_config()
   model_config = train_lib.build_model_config(config)
@@ -130,6 +133,7 @@ def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
   assert 0.0 < first["kd_logits"] < 0.5  # reduced student ~ its teacher
 
 
+@pytest.mark.slow
 def test_dynamicvit_trains_its_predictors(tmp_path):
   config = tiny_config(**{"reduce.method": "dynamicvit", "reduce.layers": (1,),
                           "reduce.keep_ratios": (0.5,), "total_steps": 3})
@@ -179,6 +183,7 @@ np.testing.assert_allclose(losses["4x2"], losses["1"], rtol=1e-5)
 """
 
 
+@pytest.mark.slow
 def test_eight_device_mesh_matches_one_device():
   env = dict(os.environ,
              XLA_FLAGS="--xla_force_host_platform_device_count=8",
