@@ -1,13 +1,12 @@
 """eval_lib: metrics, example accounting, several reducers in one run."""
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pumer_jax import checkpoint, eval_lib, train_lib
-from train_fixtures import random_batch, tiny_config
+from train_fixtures import init_model, random_batch, tiny_config
 
 
 def test_vqa_score_and_accuracy_by_hand():
@@ -53,14 +52,9 @@ def padded_batches(num_examples=19, batch_size=8):
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-  config = tiny_config()
-  model_config = train_lib.build_model_config(config)
-  model = train_lib.Vilt(model_config)
-  example = train_lib.example_batch(model_config, 1, 8)
-  params = flax.linen.meta.unbox(
-      jax.jit(model.init)(jax.random.PRNGKey(0), **example))["params"]
+  model, params = init_model(tiny_config())
   directory = tmp_path_factory.mktemp("model")
-  checkpoint.save_model(directory, model_config, params, overwrite=True)
+  checkpoint.save_model(directory, model.config, params, overwrite=True)
   return directory, model, params
 
 
@@ -154,11 +148,7 @@ def test_retrieval_scores_every_pair(saved_model):
 def test_retrieval_training_step_uses_negatives():
   config = tiny_config(task="retrieval", **{"model.head": "retrieval",
                                             "model.num_labels": 1})
-  model_config = train_lib.build_model_config(config)
-  model = train_lib.Vilt(model_config)
-  example = train_lib.example_batch(model_config, 1, 8)
-  params = flax.linen.meta.unbox(
-      jax.jit(model.init)(jax.random.PRNGKey(0), **example))["params"]
+  model, params = init_model(config)
   # Every pair scores exactly 1: positives cost softplus(-1), and the
   # negatives (label 0) softplus(1). Without negatives it would be the first.
   params["rank"]["rank_output"] = {"kernel": jnp.zeros((32, 1)),

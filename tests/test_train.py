@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pumer_jax import checkpoint, optim, sharding, train_lib
-from train_fixtures import (CountingIterator, fixed_batches, random_batch,
-                            tiny_config)
+from train_fixtures import (CountingIterator, fixed_batches, init_model,
+                            random_batch, tiny_config)
 
 
 def read_metrics(workdir):
@@ -107,11 +107,8 @@ def test_nan_loss_stops_with_the_step(tmp_path):
 @pytest.mark.slow
 def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
   config = tiny_config()
-  model_config = train_lib.build_model_config(config)
-  model = train_lib.Vilt(model_config)
-  example = train_lib.example_batch(model_config, 1, 8)
-  params = flax.linen.meta.unbox(
-      model.init(jax.random.PRNGKey(0), **example))["params"]
+  model, params = init_model(config)
+  model_config = model.config
   tx = optim.make_optimizer(config.optim, 10, params)
   state = train_lib.TrainState(jnp.zeros((), jnp.int32), params,
                                tx.init(params), jax.random.PRNGKey(1))

@@ -192,3 +192,28 @@ def test_bad_inputs_have_clear_errors(params):
         method="pumer", layers=(4,), prune_ratio=0.1))).apply(p, **good)
   with pytest.raises(ValueError, match="unknown keys"):
     ReduceConfig.from_mapping({"method": "pumer", "prune_ration": 0.1})
+
+
+def test_padding_with_a_huge_logit_keeps_gradients_finite():
+  """Regression: a padded key far above the real ones once underflowed the
+  real masses and overflowed the normalisation's gradient (NaN loss)."""
+  attn = MultiHeadAttention(num_heads=1, hidden_size=4)
+  x = jnp.array([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0],
+                  [0.0, 0.0, 1.0, 0.0]]])
+  v = attn.init(jax.random.PRNGKey(0), x, jnp.ones((1, 3)))
+  v = jax.tree_util.tree_map(lambda a: a, flax.linen.meta.unbox(v))
+  eye = jnp.eye(4)
+  params = v["params"]
+  params["query"]["kernel"] = eye * 30.0
+  params["key"]["kernel"] = eye * 30.0
+  size = jnp.array([[1.0, 1.0, 0.0]])
+  # Token 2 is padding; its key aligns with every query far more than the
+  # real keys do: its logit leads by about 900.
+  x = x.at[0, 2].set(jnp.array([1.0, 1.0, 1.0, 0.0]) * 3)
+  out, aux = attn.apply({"params": params}, x, size)
+  np.testing.assert_allclose(aux["probs"][..., 2], 0.0)
+  np.testing.assert_allclose(aux["probs"].sum(-1), 1.0, rtol=1e-6)
+  grads = jax.grad(lambda p: attn.apply({"params": p}, x, size)[0].sum())(
+      params)
+  assert all(bool(jnp.all(jnp.isfinite(g)))
+             for g in jax.tree_util.tree_leaves(grads))

@@ -2,6 +2,8 @@
 
 import itertools
 
+import flax
+import jax
 import numpy as np
 
 from pumer_jax.config_defaults import base_config, reduce_config
@@ -74,3 +76,13 @@ class CountingIterator:
 
 def fixed_batches(seed=0):
   return itertools.repeat(random_batch(seed))
+
+
+def init_model(config):
+  """(model, unboxed params) for a config, initialised under jit."""
+  from pumer_jax import train_lib
+  model_config = train_lib.build_model_config(config)
+  model = train_lib.Vilt(model_config)
+  example = train_lib.example_batch(model_config, 1, config.data.text_len)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), **example)
+  return model, flax.linen.meta.unbox(variables)["params"]

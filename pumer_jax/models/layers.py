@@ -75,20 +75,28 @@ def constrain_batch(x: jax.Array) -> jax.Array:
 
 
 def attention_weights(
-    logits: jax.Array, key_weight: jax.Array
+    logits: jax.Array, key_weight: jax.Array, key_present: jax.Array
 ) -> jax.Array:
   """Softmax of `logits` with each key's mass scaled by `key_weight`.
 
   Equals `softmax(logits + log(key_weight))`, with weight 0 exactly masked.
+  Absent keys (padding) are excluded before the max is taken: were a
+  padded key's logit far above the real ones, the real masses would
+  underflow and the gradient of the normalisation (~1/total^2) overflow.
 
   Args:
     logits: [B, H, Nq, Nk] float32.
-    key_weight: [B, Nk] non-negative.
+    key_weight: [B, Nk] non-negative; may be 0 for present keys (a
+      DynamicViT-dropped token), which stay differentiable in the weight.
+    key_present: [B, Nk] bool, False for padding.
 
   Returns:
     [B, H, Nq, Nk] probabilities (rows sum to 1 when any key has weight).
   """
+  present = key_present[:, None, None, :]
+  logits = jnp.where(present, logits, -jnp.inf)
   peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
+  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)  # rows with no key at all
   mass = jnp.exp(logits - peak) * key_weight[:, None, None, :]
   total = mass.sum(axis=-1, keepdims=True)
   return mass / jnp.maximum(total, jnp.finfo(mass.dtype).tiny)
@@ -147,7 +155,7 @@ class MultiHeadAttention(nn.Module):
     weight = weight.astype(jnp.float32)
     if key_policy is not None:
       weight = weight * key_policy.astype(jnp.float32)
-    probs = attention_weights(logits, weight)  # [B, H, Nq, Nk]
+    probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
     dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
     ctx = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
     if head_gate is not None:

@@ -70,7 +70,7 @@ def scatter_add(
   )
 
 
-def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
+def gather_tokens(x: jax.Array, index: jax.Array) -> jax.Array:
   """x[b, index[b, i]] for x: [B, N, ...], index: [B, K] -> [B, K, ...]."""
   return jax.vmap(lambda xb, ib: xb[ib])(x, index)
 
@@ -161,8 +161,8 @@ def bipartite_merge(
   x_a, x_b = xf[:, ::2], xf[:, 1::2]
   s_a, s_b = size[:, ::2], size[:, 1::2]
 
-  src_s = _gather(s_a, src_idx)  # [B, r]
-  src_xs = _gather(x_a, src_idx) * src_s[..., None]  # [B, r, D]
+  src_s = gather_tokens(s_a, src_idx)  # [B, r]
+  src_xs = gather_tokens(x_a, src_idx) * src_s[..., None]  # [B, r, D]
   new_s_b = scatter_add(s_b, dst_idx, src_s, form)  # [B, Nb]
   weighted_b = scatter_add(x_b * s_b[..., None], dst_idx, src_xs, form)
   hits = scatter_add(
@@ -176,12 +176,12 @@ def bipartite_merge(
   # Slots that received nothing keep their exact values (no x*s/s rounding).
   new_x_b = jnp.where(hits[..., None] > 0, mean_b, x_b)
 
-  out_x = jnp.concatenate([_gather(x_a, unm_idx), new_x_b], axis=1)
-  out_s = jnp.concatenate([_gather(s_a, unm_idx), new_s_b], axis=1)
+  out_x = jnp.concatenate([gather_tokens(x_a, unm_idx), new_x_b], axis=1)
+  out_s = jnp.concatenate([gather_tokens(s_a, unm_idx), new_s_b], axis=1)
   out_x = out_x.astype(x.dtype)  # [B, N - r, D]
   if source is None:
     return out_x, out_s
   src_a, src_b = source[:, ::2], source[:, 1::2]
-  new_src_b = scatter_add(src_b, dst_idx, _gather(src_a, src_idx), form)
-  out_src = jnp.concatenate([_gather(src_a, unm_idx), new_src_b], axis=1)
+  new_src_b = scatter_add(src_b, dst_idx, gather_tokens(src_a, src_idx), form)
+  out_src = jnp.concatenate([gather_tokens(src_a, unm_idx), new_src_b], axis=1)
   return out_x, out_s, out_src  # [B, N - r, N0]

@@ -9,15 +9,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pumer_jax.reduce.merge import gather_tokens
+
 # Score given to a protected slot (the CLS token): above any attention mass.
 _PROTECTED_SCORE = jnp.inf
 # Score given to padding (size 0): below any attention mass, so padding goes
 # first and never displaces a real token.
 _PADDING_SCORE = -1.0
-
-
-def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
-  return jax.vmap(lambda xb, ib: xb[ib])(x, index)
 
 
 def topk_keep(
@@ -55,8 +53,8 @@ def topk_keep(
   if protect_first:
     scores = scores.at[:, 0].set(_PROTECTED_SCORE)
   _, idx = jax.lax.top_k(scores, keep)  # [B, keep]
-  out = (_gather(x, idx), _gather(size, idx))  # [B, keep, D], [B, keep]
-  return out if source is None else out + (_gather(source, idx),)
+  out = (gather_tokens(x, idx), gather_tokens(size, idx))  # [B, keep, ...]
+  return out if source is None else out + (gather_tokens(source, idx),)
 
 
 def text_image_scores(
