@@ -104,6 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
       methods="none,pumer,tome", split="test", batch_size=64,
       checkpoint="",  # a model dir; "" = the workdir's final model
       timing_repeats=5,
+      timing_min_seconds=2.0,  # per method: small models need many calls
       # Retrieval crosses eval.batch_size captions with this many images
       # per forward pass.
       retrieval_image_batch=8,

@@ -195,7 +195,8 @@ def evaluate(
         total, count = extra["ir_r@1"], 1.0
       fwd = jax.jit(forward)
       timing = time_jitted(fwd, params, timing_batch,
-                           repeats=config.eval.timing_repeats, warmup=1)
+                           repeats=config.eval.timing_repeats, warmup=1,
+                           min_seconds=config.eval.timing_min_seconds)
       batch_size = timing_batch["input_ids"].shape[0]
       results.append(dict(
           method=name,
