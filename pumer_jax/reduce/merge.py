@@ -17,10 +17,12 @@ import jax.numpy as jnp
 
 ScatterForm = Literal["segment_sum", "at_add", "one_hot"]
 
-# The scatter form used when the caller passes `scatter=None`, per backend.
-# Chosen by benchmarks/merge_scatter.py (results in benchmarks/results/);
-# backends never measured fall back to "at_add", the form ToMe itself uses.
-DEFAULT_SCATTER: dict[str, ScatterForm] = {}
+# The scatter form used when the caller passes `scatter=None`, per backend,
+# from benchmarks/merge_scatter.py (benchmarks/results/merge_scatter_cpu.md).
+# On CPU all three forms cost 0.5-0.75% of a ViT-B layer with overlapping
+# spreads, so none is reliably fastest: "at_add", ToMe's own form. Backends
+# not yet measured (GPU, TPU) fall back to it too.
+DEFAULT_SCATTER: dict[str, ScatterForm] = {"cpu": "at_add"}
 
 # Sentinels for the A->B score matrix. Cosine scores lie in [-1, 1].
 _PAD_PAIR = 1e4  # padding into padding: free, preferred above any real pair
