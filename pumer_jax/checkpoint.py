@@ -99,4 +99,4 @@ def load_model(
         f"({type(e).__name__}: {e}); the checkpoint is corrupt or "
         "incomplete. Re-run the conversion or pick an earlier checkpoint."
     ) from e
-  return model, {"params": jax.tree_util.tree_map(lambda a: a, params)}
+  return model, {"params": params}

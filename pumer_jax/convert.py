@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from pumer_jax import checkpoint
-from pumer_jax.models.vilt import Vilt, ViltConfig
+from pumer_jax.models.vilt import Vilt, ViltConfig, example_inputs
 
 # (source regex, target path template, transform). Transforms:
 #   linear: torch [out, in] -> flax kernel [in, out]
@@ -168,16 +168,6 @@ def load_state_dict(hf_dir: str | pathlib.Path) -> dict[str, np.ndarray]:
       f"{hf_dir} has neither model.safetensors nor pytorch_model.bin.")
 
 
-def vilt_example(config: ViltConfig, batch: int = 1) -> dict[str, Any]:
-  """Example inputs with the config's shapes, for init and shape checks."""
-  h, w = config.input_size or (config.image_size, config.image_size)
-  images = (batch, config.num_images) if config.head == "nlvr2" else (batch,)
-  return dict(
-      input_ids=np.zeros((batch, config.max_position_embeddings), np.int32),
-      pixel_values=np.zeros(images + (h, w, config.num_channels), np.float32),
-  )
-
-
 def vilt_from_hf(
     hf_dir: str | pathlib.Path, **config_overrides
 ) -> tuple[Vilt, dict[str, Any]]:
@@ -199,7 +189,7 @@ def vilt_from_hf(
         "convert with method 'none' and train the predictors (train.py).")
   mapped = map_state_dict(load_state_dict(hf_dir), VILT_TABLE, VILT_UNUSED)
   model = Vilt(config)
-  params = fit_to_model(mapped, model, vilt_example(config))
+  params = fit_to_model(mapped, model, example_inputs(config))
   return model, {"params": params}
 
 

@@ -24,6 +24,7 @@ from pumer_jax import checkpoint as model_checkpoint
 from pumer_jax import sharding
 from pumer_jax.cost import compiled_flops
 from pumer_jax.models.reducers import ReduceConfig
+from pumer_jax.models.vilt import model_inputs
 from pumer_jax.timing import time_jitted
 
 METRIC_NAMES = {"vqa": "vqa_score", "ve": "accuracy", "nlvr2": "accuracy",
@@ -168,7 +169,7 @@ def evaluate(
             f"{model_dir} has none. Train with reduce.method=dynamicvit.")
 
       def forward(p, batch, model=model):
-        return model.apply({"params": p}, **_inputs(batch), train=False)
+        return model.apply({"params": p}, **model_inputs(batch), train=False)
 
       @jax.jit
       def eval_step(p, batch, forward=forward):
@@ -218,11 +219,6 @@ def evaluate(
               device=str(jax.devices()[0].device_kind),
               timing_batch=int(timing_batch["input_ids"].shape[0]),
               results=results)
-
-
-def _inputs(batch):
-  keys = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
-  return {k: batch[k] for k in keys if k in batch}
 
 
 def format_table(report: dict[str, Any]) -> str:

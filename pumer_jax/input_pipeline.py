@@ -7,7 +7,6 @@ vocabulary, and each process's share of the global batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax

@@ -28,7 +28,8 @@ import orbax.checkpoint as ocp
 from pumer_jax import checkpoint as model_checkpoint
 from pumer_jax import losses, optim, sharding
 from pumer_jax.models.reducers import ReduceConfig
-from pumer_jax.models.vilt import Vilt, ViltConfig
+from pumer_jax.models.vilt import Vilt, ViltConfig, example_inputs
+from pumer_jax.models.vilt import model_inputs
 from pumer_jax.reduce import keep_ratio_loss
 
 # Config keys that may change between a run and its resumption.
@@ -60,27 +61,6 @@ def build_model_config(config: ml_collections.ConfigDict) -> ViltConfig:
     values["input_size"] = tuple(values["input_size"])
   values["reduce"] = ReduceConfig.from_mapping(config.reduce)
   return ViltConfig(**values)
-
-
-def example_batch(model_config: ViltConfig, batch: int,
-                  text_len: int) -> dict[str, np.ndarray]:
-  """Zero inputs with the static shapes the model is compiled for."""
-  h, w = model_config.input_size
-  images = ((batch, model_config.num_images) if model_config.head == "nlvr2"
-            else (batch,))
-  return dict(
-      input_ids=np.zeros((batch, text_len), np.int32),
-      attention_mask=np.ones((batch, text_len), np.int32),
-      pixel_values=np.zeros(images + (h, w, 3), np.float32),
-  )
-
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids",
-                "pixel_values")
-
-
-def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-  return {k: batch[k] for k in MODEL_INPUTS if k in batch}
 
 
 # ---------------------------------------------------------------------------
@@ -126,7 +106,6 @@ def init_sharded_state(model, tx, example, rng, mesh):
     state = create_train_state(model, tx, example, r)
     return state.replace(params=nn.meta.unbox(state.params))
 
-  shardings = shardings.replace(params=nn.meta.unbox(shardings.params))
   with jax.set_mesh(mesh), nn.logical_axis_rules(
       sharding.LOGICAL_RULES):
     state = jax.jit(init, out_shardings=shardings)(rng)
@@ -346,7 +325,7 @@ def load_teacher(config, mesh, example):
       config.distill.teacher, reduce=ReduceConfig(method="none"))
   abstract = jax.eval_shape(
       lambda: teacher.init(jax.random.PRNGKey(0), **example))["params"]
-  shardings = nn.meta.unbox(sharding.logical_shardings(abstract, mesh))
+  shardings = sharding.logical_shardings(abstract, mesh)
   try:
     params = jax.device_put(variables["params"], shardings)
   except ValueError as e:
@@ -396,7 +375,7 @@ def train_and_evaluate(
   # ----- Model --------------------------------------------------------------
   model_config = build_model_config(config)
   model = Vilt(model_config)
-  example = example_batch(model_config, 1, config.data.text_len)
+  example = example_inputs(model_config, 1, config.data.text_len)
 
   # ----- Mesh ---------------------------------------------------------------
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)

@@ -84,6 +84,6 @@ def init_model(config):
   from pumer_jax import train_lib
   model_config = train_lib.build_model_config(config)
   model = train_lib.Vilt(model_config)
-  example = train_lib.example_batch(model_config, 1, config.data.text_len)
+  example = train_lib.example_inputs(model_config, 1, config.data.text_len)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), **example)
   return model, flax.linen.meta.unbox(variables)["params"]

@@ -41,10 +41,10 @@ def image_path(manual_dir: epath.Path, image_set: str, image_id: int) -> epath.P
 
 def _instructions() -> str:
   lines = []
-  for split, (questions, annotations, image_set) in _SPLIT_FILES.items():
+  for split, (questions, answers_file, image_set) in _SPLIT_FILES.items():
     test = split.startswith("test")
     lines += [questions + (" (config with_test only)" if test else "")]
-    lines += [annotations] if annotations else []
+    lines += [answers_file] if answers_file else []
     lines.append(f"{image_set}/COCO_{image_set}_<image_id:012d>.jpg"
                  + (" (config with_test only)" if test else ""))
   listing = "\n".join(f"  {f}" for f in dict.fromkeys(lines))

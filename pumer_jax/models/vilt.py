@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pumer_jax.models.dynamicvit import KeepPredictor
 from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
@@ -432,6 +433,32 @@ class Vilt(nn.Module):
     elif c.head == "retrieval":
       out["logits"] = self.rank(pooled).astype(jnp.float32)  # [B, 1]
     return out
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids",
+                "pixel_values")
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+  """The entries of a data batch that `Vilt` takes (drops labels etc.)."""
+  return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
+def example_inputs(config: ViltConfig, batch: int = 1,
+                   text_len: int | None = None) -> dict[str, np.ndarray]:
+  """Zero inputs with the static shapes a model is compiled for.
+
+  The image is `input_size` (else the position table's `image_size`), the
+  text `text_len` long (else the whole position table).
+  """
+  h, w = config.input_size or (config.image_size, config.image_size)
+  text_len = text_len or config.max_position_embeddings
+  images = (batch, config.num_images) if config.head == "nlvr2" else (batch,)
+  return dict(
+      input_ids=np.zeros((batch, text_len), np.int32),
+      attention_mask=np.ones((batch, text_len), np.int32),
+      pixel_values=np.zeros(images + (h, w, config.num_channels), np.float32),
+  )
 
 
 def check_text(c: ViltConfig, input_ids, attention_mask, token_type_ids):
