@@ -18,11 +18,12 @@ import jax
 import orbax.checkpoint as ocp
 
 from pumer_jax.models.reducers import ReduceConfig
+from pumer_jax.models.meter import Meter, MeterConfig
 from pumer_jax.models.vilt import Vilt, ViltConfig
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
-MODEL_CLASSES = {"vilt": (Vilt, ViltConfig)}
+MODEL_CLASSES = {"vilt": (Vilt, ViltConfig), "meter": (Meter, MeterConfig)}
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def test_bad_inputs_have_clear_errors(params):
       (dict(pixel_values=jnp.zeros((3, 64, 64, 3))), "input_size"),
       (dict(input_ids=jnp.ones((3, 13), jnp.int32),
             attention_mask=jnp.ones((3, 13), jnp.int32)),
-       "max_position_embeddings=12"),
+       "at most 12 tokens"),
       (dict(input_ids=jnp.ones((3, 0), jnp.int32),
             attention_mask=jnp.ones((3, 0), jnp.int32)), "no tokens"),
       (dict(attention_mask=jnp.ones((3, 9), jnp.int32)), "attention_mask"),

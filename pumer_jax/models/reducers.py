@@ -100,6 +100,58 @@ def _join(a: jax.Array | None, b: jax.Array | None):
   return None if a is None else jnp.concatenate([a, b], axis=1)
 
 
+def pumer_two_stream(
+    text: jax.Array,
+    text_size: jax.Array,
+    text_keys: jax.Array,
+    image: jax.Array,
+    image_size: jax.Array,
+    image_keys: jax.Array,
+    text_to_image: jax.Array,
+    counts: LayerCounts,
+    *,
+    protect_cls: bool = True,
+    source: jax.Array | None = None,
+    text_source: jax.Array | None = None,
+):
+  """PuMer on separate text and image sequences, DESIGN 4.3.
+
+  Prunes image tokens by the attention the real text rows pay them, then
+  merges within the image tokens and, separately, within the text tokens.
+
+  Args:
+    text: [B, Lt, D] text tokens; text_size: [B, Lt].
+    text_keys: [B, Lt, Dh] head-mean keys to merge the text on.
+    image: [B, Li, D] image tokens, CLS first; image_size: [B, Li].
+    image_keys: [B, Li, Dh] head-mean keys to merge the image on.
+    text_to_image: [B, H, Lt, Li] attention of text queries on image keys.
+    counts: this layer's static counts.
+    protect_cls: keep the image CLS token out of pruning/merging.
+    source: optional [B, Li, N0] source map of the image tokens.
+    text_source: optional [B, Lt, N0] source map of the text tokens.
+
+  Returns:
+    `((text, text_size, text_source), (image, image_size, source))`, with
+    `counts.text_out` text and `counts.image_out` image tokens.
+  """
+  # Carry the image keys through the pruning gather with the tokens.
+  width = image.shape[-1]
+  carried = jnp.concatenate([image, image_keys.astype(image.dtype)], axis=-1)
+  pruned = text_informed_prune(
+      carried, image_size, text_to_image, text_size, counts.keep,
+      protect_cls=protect_cls, source=source,
+  )
+  carried, image_size = pruned[0], pruned[1]
+  source = pruned[2] if source is not None else None
+  image, image_keys = carried[..., :width], carried[..., width:]
+  image = bipartite_merge(image, image_keys, image_size, counts.merge_image,
+                          protect_first=protect_cls, source=source)
+  text = bipartite_merge(text, text_keys, text_size, counts.merge_text,
+                         protect_first=True, source=text_source)
+  with_source = lambda out, src: out if src is not None else out + (None,)
+  return with_source(text, text_source), with_source(image, source)
+
+
 def pumer_single_stream(
     x: jax.Array,
     size: jax.Array,
@@ -112,9 +164,8 @@ def pumer_single_stream(
 ):
   """PuMer on one `[text; image]` stream (ViLT), DESIGN 4.3.
 
-  Prunes image tokens by the attention the real text rows pay them in this
-  layer, then merges within the image tokens and, separately, within the
-  text tokens. Modalities are never merged together.
+  The text->image block of this layer's self-attention scores the image
+  tokens; see `pumer_two_stream`. Modalities are never merged together.
 
   Args:
     x: [B, Lt + Li, D] tokens, text first.
@@ -134,25 +185,12 @@ def pumer_single_stream(
   k_t, k_i = _split(keys, lt)
   src_t, src_i = _split(source, lt)
   text_to_image = probs[:, :, :lt, lt:]  # [B, H, Lt, Li]
-
-  # Carry the image keys through the pruning gather with the tokens.
-  width = x_i.shape[-1]
-  carried = jnp.concatenate([x_i, k_i.astype(x_i.dtype)], axis=-1)
-  pruned = text_informed_prune(
-      carried, s_i, text_to_image, s_t, counts.keep,
-      protect_cls=protect_cls, source=src_i,
-  )
-  carried, s_i = pruned[0], pruned[1]
-  src_i = pruned[2] if source is not None else None
-  x_i, k_i = carried[..., :width], carried[..., width:]
-
-  image = bipartite_merge(x_i, k_i, s_i, counts.merge_image,
-                          protect_first=protect_cls, source=src_i)
-  text = bipartite_merge(x_t, k_t, s_t, counts.merge_text,
-                         protect_first=True, source=src_t)
-  x = jnp.concatenate([text[0], image[0]], axis=1)
-  size = jnp.concatenate([text[1], image[1]], axis=1)
-  source = _join(text[2], image[2]) if source is not None else None
+  (x_t, s_t, src_t), (x_i, s_i, src_i) = pumer_two_stream(
+      x_t, s_t, k_t, x_i, s_i, k_i, text_to_image, counts,
+      protect_cls=protect_cls, source=src_i, text_source=src_t)
+  x = jnp.concatenate([x_t, x_i], axis=1)
+  size = jnp.concatenate([s_t, s_i], axis=1)
+  source = _join(src_t, src_i) if source is not None else None
   return x, size, source
 
 

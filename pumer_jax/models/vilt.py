@@ -18,6 +18,12 @@ import numpy as np
 
 from pumer_jax.models.dynamicvit import KeepPredictor
 from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
+from pumer_jax.models.inputs import (  # noqa: F401  (model_inputs: re-export)
+    check_pixels,
+    check_text,
+    model_inputs,
+    resize_images,
+)
 from pumer_jax.models.layers import (
     INIT_STD,
     Mlp,
@@ -95,6 +101,10 @@ class ViltConfig:
       )
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
+
+  @property
+  def max_text_len(self) -> int:
+    return self.max_position_embeddings
 
   def replace(self, **changes) -> "ViltConfig":
     return dataclasses.replace(self, **changes)
@@ -435,15 +445,6 @@ class Vilt(nn.Module):
     return out
 
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids",
-                "pixel_values")
-
-
-def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-  """The entries of a data batch that `Vilt` takes (drops labels etc.)."""
-  return {k: batch[k] for k in MODEL_INPUTS if k in batch}
-
-
 def example_inputs(config: ViltConfig, batch: int = 1,
                    text_len: int | None = None) -> dict[str, np.ndarray]:
   """Zero inputs with the static shapes a model is compiled for.
@@ -459,73 +460,3 @@ def example_inputs(config: ViltConfig, batch: int = 1,
       attention_mask=np.ones((batch, text_len), np.int32),
       pixel_values=np.zeros(images + (h, w, config.num_channels), np.float32),
   )
-
-
-def check_text(c: ViltConfig, input_ids, attention_mask, token_type_ids):
-  """Validates text shapes at trace time and fills the optional inputs."""
-  if input_ids.ndim != 2:
-    raise ValueError(
-        f"input_ids must be [batch, text_length]; got shape {input_ids.shape}.")
-  length = input_ids.shape[1]
-  if length == 0:
-    raise ValueError("input_ids has no tokens; every example needs [CLS].")
-  if length > c.max_position_embeddings:
-    raise ValueError(
-        f"text length {length} exceeds the position table "
-        f"(max_position_embeddings={c.max_position_embeddings}); pad or "
-        f"truncate the text to at most {c.max_position_embeddings} tokens.")
-  if attention_mask is None:
-    attention_mask = jnp.ones_like(input_ids)
-  if token_type_ids is None:
-    token_type_ids = jnp.zeros_like(input_ids)
-  for name, a in (("attention_mask", attention_mask),
-                  ("token_type_ids", token_type_ids)):
-    if a.shape != input_ids.shape:
-      raise ValueError(
-          f"{name} has shape {a.shape}; it must match input_ids "
-          f"{input_ids.shape}.")
-  return input_ids, attention_mask, token_type_ids
-
-
-def check_pixels(c: ViltConfig, pixel_values, batch: int):
-  """Validates the NHWC image batch against the config at trace time."""
-  multi = c.head == "nlvr2"
-  want = ("[batch, num_images, H, W, C]" if multi else "[batch, H, W, C]")
-  rank = 5 if multi else 4
-  if pixel_values.ndim != rank:
-    raise ValueError(
-        f"pixel_values must be NHWC {want}; got shape {pixel_values.shape}.")
-  if pixel_values.shape[0] != batch:
-    raise ValueError(
-        f"pixel_values batch {pixel_values.shape[0]} != text batch {batch}.")
-  if multi and pixel_values.shape[1] != c.num_images:
-    raise ValueError(
-        f"pixel_values holds {pixel_values.shape[1]} images per example; "
-        f"this NLVR2 model takes num_images={c.num_images}.")
-  h, w, channels = pixel_values.shape[-3:]
-  if channels != c.num_channels:
-    raise ValueError(
-        f"pixel_values has {channels} channels, expected {c.num_channels} "
-        "(images are NHWC, channels last).")
-  if c.input_size is not None and (h, w) != tuple(c.input_size):
-    raise ValueError(
-        f"image size {(h, w)} does not match the config's input_size "
-        f"{tuple(c.input_size)}; resize the images or change input_size.")
-  if h % c.patch_size or w % c.patch_size or h < c.patch_size:
-    raise ValueError(
-        f"image size {(h, w)} must be a positive multiple of patch_size="
-        f"{c.patch_size}.")
-  return pixel_values
-
-
-def resize_images(pixel_values, size, patch_size: int):
-  """SmRes: the same model at a smaller input resolution."""
-  if size is None:
-    raise ValueError("reduce.method='smres' needs reduce.smres_size=(H, W).")
-  h, w = size
-  if h % patch_size or w % patch_size:
-    raise ValueError(
-        f"reduce.smres_size={tuple(size)} must be a multiple of "
-        f"patch_size={patch_size}.")
-  shape = pixel_values.shape[:-3] + (h, w, pixel_values.shape[-1])
-  return jax.image.resize(pixel_values, shape, "bilinear", antialias=True)

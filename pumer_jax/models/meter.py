@@ -1,0 +1,598 @@
+"""METER: CLIP-ViT and RoBERTa encoders, co-attention fusion, token reducers.
+
+Two streams: the image encoder (CLIP's vision tower, pre-LN, quick-GELU) and
+the text encoder (RoBERTa, post-LN) run apart, are projected to the fusion
+width, and meet in `num_fusion_layers` co-attention blocks. Each block holds
+a text-side and an image-side BERT cross layer (self-attention,
+cross-attention to the other stream, FFN, post-LN); both read the block's
+input streams, as METER's reference code.
+
+Reducers act in the fusion blocks listed in `reduce.layers` (DESIGN 4.3):
+inside the text-side layer, after its self- and cross-attention, the image
+tokens are pruned by the text->image cross-attention of the real text
+tokens and merged on that attention's keys; the text tokens are merged on
+their self-attention keys; the image-side layer then runs on the reduced
+image. Parameter names of the encoders map onto Hugging Face
+`CLIPVisionModel` and `RobertaModel` by a table (`convert.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pumer_jax.models.dynamicvit import KeepPredictor
+from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
+from pumer_jax.models.inputs import check_pixels, check_text, resize_images
+from pumer_jax.models.layers import (
+    INIT_STD,
+    Mlp,
+    MultiHeadAttention,
+    bicubic_resize,
+    constrain_batch,
+    dense,
+    embed,
+    layer_norm,
+)
+from pumer_jax.models.reducers import (
+    ReduceConfig,
+    pumer_two_stream,
+    tome_merge,
+)
+from pumer_jax.reduce import gumbel_hard_keep, init_source, topk_keep
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterConfig:
+  """METER's architecture, head and reducer; defaults are METER-CLIP16-RoBERTa.
+
+  `vision_*` follow Hugging Face `CLIPVisionConfig`, `text_*` and
+  `vocab_size`/`max_position_embeddings`/`type_vocab_size`/`pad_token_id`
+  `RobertaConfig`; the rest sizes the fusion blocks (`num_fusion_layers`
+  co-attention blocks of width `hidden_size`). `image_size` sizes the
+  position table; other inputs that are multiples of `patch_size` get the
+  table resized bicubically. `input_size`, when set, pins the (H, W) a
+  compiled model expects.
+  """
+
+  # Image encoder (CLIP vision tower).
+  vision_hidden_size: int = 768
+  vision_num_layers: int = 11  # METER drops CLIP ViT-B/16's last block
+  vision_num_heads: int = 12
+  vision_intermediate_size: int = 3072
+  vision_act: str = "quick_gelu"
+  vision_layer_norm_eps: float = 1e-5
+  image_size: int = 224
+  patch_size: int = 16
+  num_channels: int = 3
+  # Text encoder (RoBERTa).
+  vocab_size: int = 50265
+  text_hidden_size: int = 768
+  text_num_layers: int = 12
+  text_num_heads: int = 12
+  text_intermediate_size: int = 3072
+  text_act: str = "gelu"
+  text_layer_norm_eps: float = 1e-5
+  max_position_embeddings: int = 514
+  type_vocab_size: int = 1
+  pad_token_id: int = 1
+  # Co-attention fusion.
+  hidden_size: int = 768
+  num_fusion_layers: int = 6
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = "gelu"
+  layer_norm_eps: float = 1e-12
+  hidden_dropout_prob: float = 0.0
+  attention_probs_dropout_prob: float = 0.0
+  # Task.
+  head: str = "vqa"
+  num_labels: int = 3129
+  num_images: int = 1
+  input_size: tuple[int, int] | None = None
+  dtype: str = "float32"
+  reduce: ReduceConfig = ReduceConfig()
+
+  def __post_init__(self):
+    if self.head not in TASK_HEADS:
+      raise ValueError(f"head={self.head!r} must be one of {TASK_HEADS}.")
+    for width, heads, name in (
+        (self.vision_hidden_size, self.vision_num_heads, "vision_"),
+        (self.text_hidden_size, self.text_num_heads, "text_"),
+        (self.hidden_size, self.num_attention_heads, ""),
+    ):
+      if heads < 1 or width % heads:
+        raise ValueError(
+            f"{name}hidden_size={width} is not divisible by the head count "
+            f"{heads}.")
+    if self.head == "nlvr2" and self.num_images < 2:
+      raise ValueError("head='nlvr2' needs num_images >= 2.")
+    if self.max_text_len < 1:
+      raise ValueError(
+          f"max_position_embeddings={self.max_position_embeddings} leaves no "
+          f"text positions after pad_token_id={self.pad_token_id}.")
+    if self.dtype not in DTYPES:
+      raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
+
+  @property
+  def max_text_len(self) -> int:
+    """RoBERTa's positions start after the padding index."""
+    return self.max_position_embeddings - self.pad_token_id - 1
+
+  @property
+  def pooled_size(self) -> int:
+    """Width of one image-text pair's pooled features (text; image)."""
+    return 2 * self.hidden_size
+
+  def replace(self, **changes) -> "MeterConfig":
+    return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------
+# Encoders
+# ---------------------------------------------------------------------------
+
+
+class ClipLayer(nn.Module):
+  """CLIP's pre-LN residual block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+  config: MeterConfig
+
+  @nn.compact
+  def __call__(self, x, size, *, deterministic=True):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    h, aux = MultiHeadAttention(
+        c.vision_num_heads, c.vision_hidden_size, prop_attn=False,
+        dtype=dtype, name="self_attn",
+    )(layer_norm(c.vision_layer_norm_eps, "layer_norm1", dtype)(x), size,
+      deterministic=deterministic)
+    x = x + h
+    h = Mlp(c.vision_intermediate_size, c.vision_hidden_size, c.vision_act,
+            dtype, name="mlp")(
+                layer_norm(c.vision_layer_norm_eps, "layer_norm2", dtype)(x))
+    return x + h, aux
+
+
+class ClipVisionEncoder(nn.Module):
+  """CLIP's vision tower; every token leaves through the final LayerNorm.
+
+  Returns `(tokens [B, 1 + h*w, Dv], hidden_states, attentions)`, where
+  `hidden_states` are the encoder's inputs after the pre-LN, layer by layer,
+  and the last one before the post-LN (Hugging Face's `last_hidden_state`).
+  """
+
+  config: MeterConfig
+
+  @nn.compact
+  def __call__(self, pixel_values, *, deterministic=True):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    d = c.vision_hidden_size
+    patches = nn.Conv(
+        d, (c.patch_size, c.patch_size), strides=(c.patch_size,) * 2,
+        padding="VALID", use_bias=False, dtype=dtype,
+        kernel_init=nn.with_logical_partitioning(
+            nn.initializers.normal(INIT_STD), (None, None, None, "embed")),
+        name="patch_embedding",
+    )(pixel_values.astype(dtype))  # [B, h, w, Dv]
+    batch, h, w, _ = patches.shape
+    grid = c.image_size // c.patch_size
+    table = self.param(
+        "position_embedding",
+        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD),
+                                     (None, "embed")),
+        (grid * grid + 1, d),
+    )
+    cls_token = self.param(
+        "class_embedding",
+        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD),
+                                     ("embed",)),
+        (d,),
+    )
+    spatial = table[1:]
+    if (h, w) != (grid, grid):
+      spatial = bicubic_resize(spatial.reshape(grid, grid, d), (h, w))
+    spatial = spatial.reshape(1, h * w, d)
+    x = patches.reshape(batch, h * w, d) + spatial.astype(dtype)
+    cls = jnp.broadcast_to((cls_token + table[0]).astype(dtype), (batch, 1, d))
+    x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + h*w, Dv]
+    x = layer_norm(c.vision_layer_norm_eps, "pre_layernorm", dtype)(x)
+    x = constrain_batch(x)
+    size = jnp.ones(x.shape[:2], jnp.float32)
+    hidden_states, attentions = [], []
+    for i in range(c.vision_num_layers):
+      hidden_states.append(x)
+      x, aux = ClipLayer(c, name=f"layer_{i}")(x, size,
+                                                deterministic=deterministic)
+      attentions.append(aux["probs"])
+    hidden_states.append(x)
+    x = layer_norm(c.vision_layer_norm_eps, "post_layernorm", dtype)(x)
+    return x, hidden_states, attentions
+
+
+class BertLayer(nn.Module):
+  """A post-LN BERT/RoBERTa layer: LN(x + Attn(x)), then LN(x + FFN(x))."""
+
+  num_heads: int
+  hidden_size: int
+  intermediate_size: int
+  act: str
+  eps: float
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, size, *, deterministic=True):
+    drop = nn.Dropout(self.dropout_rate)
+    h, aux = MultiHeadAttention(
+        self.num_heads, self.hidden_size,
+        dropout_rate=self.attention_dropout_rate, prop_attn=False,
+        dtype=self.dtype, name="attention",
+    )(x, size, deterministic=deterministic)
+    x = layer_norm(self.eps, "attention_norm", self.dtype)(
+        x + drop(h, deterministic))
+    h = Mlp(self.intermediate_size, self.hidden_size, self.act, self.dtype,
+            name="mlp")(x)
+    x = layer_norm(self.eps, "output_norm", self.dtype)(
+        x + drop(h, deterministic))
+    return x, aux
+
+
+class RobertaEncoder(nn.Module):
+  """RoBERTa: word + position + token-type embeddings, post-LN layers.
+
+  Positions count the real tokens from `pad_token_id + 1`, padding sits at
+  `pad_token_id`; Hugging Face derives the same from `input_ids != pad`,
+  we from the attention mask, so any tokenizer's padding id works.
+  Returns `(tokens [B, Lt, Dt], hidden_states, attentions)`.
+  """
+
+  config: MeterConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask, token_type_ids, *,
+               deterministic=True):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    d = c.text_hidden_size
+    mask = attention_mask.astype(jnp.int32)
+    positions = jnp.cumsum(mask, axis=1) * mask + c.pad_token_id
+    x = (
+        embed(c.vocab_size, d, "word_embeddings", dtype)(input_ids)
+        + embed(c.max_position_embeddings, d, "position_embeddings",
+                dtype)(positions)
+        + embed(c.type_vocab_size, d, "token_type_embeddings",
+                dtype)(token_type_ids)
+    )
+    x = layer_norm(c.text_layer_norm_eps, "LayerNorm", dtype)(x)
+    x = nn.Dropout(c.hidden_dropout_prob)(x, deterministic)
+    x = constrain_batch(x)
+    size = attention_mask.astype(jnp.float32)
+    hidden_states, attentions = [], []
+    for i in range(c.text_num_layers):
+      hidden_states.append(x)
+      x, aux = BertLayer(
+          c.text_num_heads, d, c.text_intermediate_size, c.text_act,
+          c.text_layer_norm_eps, c.hidden_dropout_prob,
+          c.attention_probs_dropout_prob, dtype, name=f"layer_{i}",
+      )(x, size, deterministic=deterministic)
+      attentions.append(aux["probs"])
+    hidden_states.append(x)
+    return x, hidden_states, attentions
+
+
+# ---------------------------------------------------------------------------
+# Fusion
+# ---------------------------------------------------------------------------
+
+
+class CrossLayer(nn.Module):
+  """METER's BertCrossLayer, split so a reducer can act between its halves.
+
+  `attend`: LN(x + SelfAttn(x)), then LN(x + CrossAttn(x, context));
+  `feed_forward`: LN(x + FFN(x)). Post-LN throughout.
+  """
+
+  config: MeterConfig
+
+  def setup(self):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    attention = lambda name: MultiHeadAttention(
+        c.num_attention_heads, c.hidden_size,
+        dropout_rate=c.attention_probs_dropout_prob,
+        prop_attn=c.reduce.prop_attn, dtype=dtype, name=name)
+    self.attention = attention("attention")
+    self.attention_norm = layer_norm(c.layer_norm_eps, "attention_norm", dtype)
+    self.crossattention = attention("crossattention")
+    self.crossattention_norm = layer_norm(c.layer_norm_eps,
+                                          "crossattention_norm", dtype)
+    self.mlp = Mlp(c.intermediate_size, c.hidden_size, c.hidden_act, dtype)
+    self.output_norm = layer_norm(c.layer_norm_eps, "output_norm", dtype)
+    self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+  def attend(self, x, size, context, context_size, *, key_policy=None,
+             context_policy=None, deterministic=True):
+    """Returns x after both attentions, and each attention's keys/probs."""
+    h, self_aux = self.attention(x, size, key_policy=key_policy,
+                                 deterministic=deterministic)
+    x = self.attention_norm(x + self.dropout(h, deterministic))
+    h, cross_aux = self.crossattention(
+        x, context_size, context, key_policy=context_policy,
+        deterministic=deterministic)
+    x = self.crossattention_norm(x + self.dropout(h, deterministic))
+    return x, self_aux, cross_aux
+
+  def feed_forward(self, x, *, deterministic=True):
+    h = self.mlp(x)
+    return self.output_norm(x + self.dropout(h, deterministic))
+
+  def __call__(self, x, size, context, context_size, *, deterministic=True):
+    x, _, _ = self.attend(x, size, context, context_size,
+                          deterministic=deterministic)
+    return self.feed_forward(x, deterministic=deterministic)
+
+
+def _pooler(c: MeterConfig, name: str) -> nn.Dense:
+  return dense(c.hidden_size, ("embed", "mlp"), name, dtype=DTYPES[c.dtype])
+
+
+class MeterModel(nn.Module):
+  """Both encoders, the projections, the co-attention blocks with reducers,
+  and the two poolers (text CLS; image CLS), concatenated."""
+
+  config: MeterConfig
+
+  def setup(self):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    self.vision = ClipVisionEncoder(c)
+    self.text = RobertaEncoder(c)
+    self.text_transform = dense(c.hidden_size, ("embed", "mlp"),
+                                "text_transform", dtype=dtype)
+    self.image_transform = dense(c.hidden_size, ("embed", "mlp"),
+                                 "image_transform", dtype=dtype)
+    # Modality embeddings: 0 text, 1.. one per image (NLVR2 has two).
+    self.token_type_embeddings = embed(c.num_images + 1, c.hidden_size,
+                                       "token_type_embeddings", dtype)
+    self.text_layers = [CrossLayer(c, name=f"text_layer_{i}")
+                        for i in range(c.num_fusion_layers)]
+    self.image_layers = [CrossLayer(c, name=f"image_layer_{i}")
+                         for i in range(c.num_fusion_layers)]
+    if c.reduce.method == "dynamicvit":
+      self.keep_predictors = [
+          KeepPredictor(c.hidden_size, dtype, name=f"keep_predictor_{i}")
+          for i in range(len(c.reduce.layers))
+      ]
+    self.text_pooler = _pooler(c, "text_pooler")
+    self.image_pooler = _pooler(c, "image_pooler")
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      attention_mask: jax.Array,
+      token_type_ids: jax.Array,
+      pixel_values: jax.Array,
+      image_type: jax.Array,
+      *,
+      train: bool = False,
+      output_hidden_states: bool = False,
+      output_attentions: bool = False,
+      track_source: bool = False,
+  ) -> dict[str, Any]:
+    c = self.config
+    rc = c.reduce
+    det = not train
+    image, v_hidden, v_attn = self.vision(pixel_values, deterministic=det)
+    text, t_hidden, t_attn = self.text(input_ids, attention_mask,
+                                       token_type_ids, deterministic=det)
+    text = self.text_transform(text) + self.token_type_embeddings(
+        jnp.zeros((1, 1), jnp.int32))  # [B, Lt, D]
+    image = self.image_transform(image) + self.token_type_embeddings(
+        image_type[:, None])  # [B, Li, D]
+    batch, lt, li = text.shape[0], text.shape[1], image.shape[1]
+    # ToMe merges the image stream only: it has no text tokens to count.
+    schedule = rc.schedule(c.num_fusion_layers, li,
+                           0 if rc.method == "tome" else lt)
+    t_size = attention_mask.astype(jnp.float32)  # [B, Lt]
+    i_size = jnp.ones((batch, li), jnp.float32)  # [B, Li]
+    source = init_source(batch, li) if track_source else None
+    policy = None  # DynamicViT's training-time keep mask over image tokens
+    keep_fractions = []
+    image_tokens, text_tokens = [li], [lt]
+    hidden = {"fusion_text": [], "fusion_image": []}
+    attn = {k: [] for k in ("fusion_text_self", "fusion_text_cross",
+                            "fusion_image_self", "fusion_image_cross")}
+
+    for i, (text_layer, image_layer) in enumerate(
+        zip(self.text_layers, self.image_layers)):
+      hidden["fusion_text"].append(text)
+      hidden["fusion_image"].append(image)
+      x, self_aux, cross_aux = text_layer.attend(
+          text, t_size, image, i_size, context_policy=policy,
+          deterministic=det)
+      attn["fusion_text_self"].append(self_aux["probs"])
+      attn["fusion_text_cross"].append(cross_aux["probs"])
+      # The image-side layer reads the block's input text, as METER's.
+      context, context_size = text, t_size
+      x_size = t_size
+      counts = schedule.at(i)
+      if counts is not None and rc.method == "pumer":
+        (x, x_size, _), (image, i_size, source) = pumer_two_stream(
+            x, t_size, self_aux["keys"], image, i_size, cross_aux["keys"],
+            cross_aux["probs"], counts, protect_cls=rc.protect_cls,
+            source=source)
+      elif counts is not None and rc.method == "tome":
+        image, i_size, source = tome_merge(image, i_size, cross_aux["keys"],
+                                           counts, source=source)
+      elif counts is not None and rc.method == "dynamicvit":
+        predictor = self.keep_predictors[schedule.layers.index(i)]
+        if train:
+          policy, kept = self._dynamicvit_mask(predictor, image, policy)
+          keep_fractions.append(kept)
+        else:
+          image, i_size, source = self._dynamicvit_drop(
+              predictor, image, i_size, source, counts.keep)
+      y, i_self_aux, i_cross_aux = image_layer.attend(
+          image, i_size, context, context_size, key_policy=policy,
+          deterministic=det)
+      attn["fusion_image_self"].append(i_self_aux["probs"])
+      attn["fusion_image_cross"].append(i_cross_aux["probs"])
+      text = text_layer.feed_forward(x, deterministic=det)
+      image = image_layer.feed_forward(y, deterministic=det)
+      t_size = x_size
+      if counts is not None and not (train and rc.method == "dynamicvit"):
+        expected = ((counts.image_out, counts.text_out)
+                    if rc.method != "tome" else (counts.tokens_out, lt))
+        if (image.shape[1], text.shape[1]) != expected:
+          raise AssertionError(
+              f"fusion block {i} produced {image.shape[1]} image and "
+              f"{text.shape[1]} text tokens; the schedule says {expected}.")
+      image_tokens.append(image.shape[1])
+      text_tokens.append(text.shape[1])
+
+    hidden["fusion_text"].append(text)
+    hidden["fusion_image"].append(image)
+    pooled = jnp.concatenate(
+        [jnp.tanh(self.text_pooler(text[:, 0])),
+         jnp.tanh(self.image_pooler(image[:, 0]))], axis=-1)  # [B, 2D]
+    out = {
+        "pooled": pooled,
+        "tokens": jnp.asarray(image_tokens, jnp.int32)
+                  + jnp.asarray(text_tokens, jnp.int32),
+        "image_tokens": jnp.asarray(image_tokens, jnp.int32),
+        "text_tokens": jnp.asarray(text_tokens, jnp.int32),
+    }
+    if output_hidden_states:
+      out["hidden_states"] = {"vision": tuple(v_hidden),
+                              "text": tuple(t_hidden),
+                              **{k: tuple(v) for k, v in hidden.items()}}
+    if output_attentions:
+      out["attentions"] = {"vision": tuple(v_attn), "text": tuple(t_attn),
+                           **{k: tuple(v) for k, v in attn.items()}}
+    if keep_fractions:
+      out["keep_fractions"] = tuple(keep_fractions)
+    if track_source:
+      out["source"] = source
+      out["size"] = i_size
+    return out
+
+  def _dynamicvit_mask(self, predictor, image, policy):
+    """Training: sample hard keep decisions for the non-CLS image tokens."""
+    batch, n, _ = image.shape
+    if policy is None:
+      policy = jnp.ones((batch, n), jnp.float32)
+    log_probs = predictor(image[:, 1:], policy[:, 1:])
+    keep = gumbel_hard_keep(self.make_rng("gumbel"), log_probs,
+                            self.config.reduce.gumbel_temperature)
+    img_policy = policy[:, 1:] * keep
+    policy = jnp.concatenate([policy[:, :1], img_policy], axis=1)
+    return policy, img_policy.mean(axis=-1)
+
+  def _dynamicvit_drop(self, predictor, image, size, source, keep):
+    """Inference: keep the top `keep` image tokens (CLS kept) by predictor."""
+    log_probs = predictor(image[:, 1:], jnp.ones(size[:, 1:].shape))
+    scores = jnp.pad(log_probs[..., 0], ((0, 0), (1, 0)))
+    kept = topk_keep(image, size, scores, keep, protect_first=True,
+                     source=source)
+    return kept if source is not None else kept[:2] + (None,)
+
+
+class Meter(nn.Module):
+  """METER with a task head: the model users apply.
+
+  Takes and returns what `Vilt` does: `apply(variables, input_ids=,
+  attention_mask=, pixel_values=NHWC, train=False)` gives `logits`,
+  `pooled` (text and image pooled features concatenated, per image for
+  NLVR2), `tokens`/`image_tokens`/`text_tokens` entering each fusion block
+  and leaving the last, and on request `hidden_states`/`attentions` (dicts
+  per module: vision, text, fusion_text, fusion_image; fusion attentions
+  split into self and cross) and the image stream's `source`/`size`.
+  """
+
+  config: MeterConfig
+
+  def setup(self):
+    c = self.config
+    dtype = DTYPES[c.dtype]
+    self.meter = MeterModel(c)
+    if c.head in ("vqa", "ve", "nlvr2"):
+      # METER's heads all narrow to 2D: VQA/SNLI-VE from 2D, NLVR2 from the
+      # two pairs' 4D.
+      self.classifier = ClassifierHead(c.pooled_size, c.num_labels, dtype)
+    elif c.head == "retrieval":
+      self.rank = RankHead(dtype)
+
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      pixel_values: jax.Array,
+      attention_mask: jax.Array | None = None,
+      token_type_ids: jax.Array | None = None,
+      *,
+      train: bool = False,
+      output_hidden_states: bool = False,
+      output_attentions: bool = False,
+      track_source: bool = False,
+  ) -> dict[str, Any]:
+    c = self.config
+    input_ids, attention_mask, token_type_ids = check_text(
+        c, input_ids, attention_mask, token_type_ids)
+    if c.type_vocab_size == 1:
+      token_type_ids = jnp.zeros_like(token_type_ids)  # RoBERTa has one type
+    pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
+    batch = input_ids.shape[0]
+    num_images = c.num_images if c.head == "nlvr2" else 1
+    if c.reduce.method == "smres":
+      pixel_values = resize_images(pixel_values, c.reduce.smres_size,
+                                   c.patch_size)
+    if num_images > 1:
+      # Each image pairs with the text in its own pass, image i typed i+1.
+      pixel_values = jnp.swapaxes(pixel_values, 0, 1).reshape(
+          (num_images * batch,) + pixel_values.shape[2:])
+      repeat = lambda a: jnp.tile(a, (num_images, 1))
+      input_ids, attention_mask, token_type_ids = map(
+          repeat, (input_ids, attention_mask, token_type_ids))
+      image_type = jnp.repeat(jnp.arange(1, num_images + 1), batch)
+    else:
+      image_type = jnp.ones((batch,), jnp.int32)
+    out = self.meter(input_ids, attention_mask, token_type_ids, pixel_values,
+                     image_type, train=train,
+                     output_hidden_states=output_hidden_states,
+                     output_attentions=output_attentions,
+                     track_source=track_source)
+    pooled = out["pooled"]
+    if num_images > 1:
+      pooled = jnp.swapaxes(pooled.reshape(num_images, batch, -1), 0, 1)
+      out["pooled"] = pooled = pooled.reshape(batch, -1)  # [B, images * 2D]
+    if c.head in ("vqa", "ve", "nlvr2"):
+      out["logits"] = self.classifier(pooled).astype(jnp.float32)
+    elif c.head == "retrieval":
+      out["logits"] = self.rank(pooled).astype(jnp.float32)  # [B, 1]
+    return out
+
+
+def example_inputs(config: MeterConfig, batch: int = 1,
+                   text_len: int | None = None) -> dict[str, np.ndarray]:
+  """Zero inputs with the static shapes a model is compiled for.
+
+  The image is `input_size` (else the position table's `image_size`), the
+  text `text_len` long (else 40, METER's fine-tuning length).
+  """
+  h, w = config.input_size or (config.image_size, config.image_size)
+  text_len = text_len or min(40, config.max_text_len)
+  images = (batch, config.num_images) if config.head == "nlvr2" else (batch,)
+  return dict(
+      input_ids=np.zeros((batch, text_len), np.int32),
+      attention_mask=np.ones((batch, text_len), np.int32),
+      pixel_values=np.zeros(images + (h, w, config.num_channels), np.float32),
+  )
