@@ -134,7 +134,7 @@ class ReductionSchedule:
       method: one of `METHODS`.
       depth: number of layers (ViLT) or co-attention blocks (METER).
       image_len: image tokens entering the model, CLS included.
-      text_len: padded text length.
+      text_len: padded text length (0 for ToMe on an image-only stream).
       layers: 0-based layers that reduce (ToMe: default all layers).
       prune_ratio, image_merge_ratio, text_merge_ratio: PuMer's p, m, t, each
         a fraction of the image (text) tokens entering that layer.
@@ -151,10 +151,12 @@ class ReductionSchedule:
       raise ValueError(
           f"reduce.method={method!r} is not a method; use one of {METHODS}."
       )
-    for name, value in (("depth", depth), ("image_len", image_len),
-                        ("text_len", text_len)):
+    for name, value in (("depth", depth), ("image_len", image_len)):
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r} must be a positive int.")
+    # 0 text tokens: a stream of image tokens only (ToMe in METER).
+    if not isinstance(text_len, int) or text_len < int(method != "tome"):
+      raise ValueError(f"text_len={text_len!r} must be a positive int.")
     layers = _check_layers(layers, depth)
     base = cls(method, depth, image_len, text_len)
     if method in ("none", "smres"):
