@@ -1,4 +1,4 @@
-"""Inference throughput, FLOPs and memory of ViLT with each token reducer.
+"""Inference throughput, FLOPs and memory of ViLT or METER with each reducer.
 
 The paper's protocol (DESIGN 8), in one run on one device: for every method
 jit-compile the inference forward pass, warm up, time it with
@@ -11,6 +11,7 @@ method is compared with the unreduced model (`none`) measured in the same
 run. Weights are random: throughput needs no trained weights.
 
   python -m pumer_jax.bench --preset vilt_vqa                 # paper shapes
+  python -m pumer_jax.bench --preset meter_vqa                # METER-B/16, 384
   python -m pumer_jax.bench --preset tiny --peer hf           # CPU smoke run
   python -m pumer_jax.bench --preset vilt_vqa --sweep --eval_results r.json
 
@@ -38,11 +39,18 @@ import numpy as np
 from tqdm import tqdm
 
 from pumer_jax.cost import compiled_flops, compiled_memory
-from pumer_jax.models import ReduceConfig, Vilt, ViltConfig
+from pumer_jax.models import (
+    ARCHITECTURES,
+    MeterConfig,
+    ReduceConfig,
+    ViltConfig,
+    architecture_of,
+)
 from pumer_jax.models.layers import INIT_STD
 from pumer_jax.reduce.schedule import METHODS
 from pumer_jax.timing import Timing, time_jitted
 
+ModelConfig = ViltConfig | MeterConfig
 SCHEMA_VERSION = 1
 PEERS = ("hf",)
 DEFAULT_OUT = "benchmarks/results"
@@ -63,7 +71,7 @@ class Preset:
   top of the `pumer` method (see `pumer_jax.pareto.grid_methods`).
   """
 
-  model: ViltConfig
+  model: ModelConfig
   text_len: int
   image_size: tuple[int, int]
   methods: dict[str, ReduceConfig]
@@ -96,6 +104,29 @@ _PAPER_GRID = {
     "layers": ((2, 5, 8), (2, 4, 6, 8), (0, 2, 4, 6, 8)),
 }
 
+def _meter_methods(layers: tuple[int, ...], prune: float, merge: float,
+                   tome_r: int) -> dict[str, ReduceConfig]:
+  """The five methods at the paper's METER settings (DESIGN 4.3), in the
+  fusion blocks; ToMe and DynamicViT reduce the image stream there too.
+  PuMer's merges clamp at the matching's cap, as its reference code."""
+  return {
+      "none": ReduceConfig(),
+      "pumer": ReduceConfig(method="pumer", layers=layers, prune_ratio=prune,
+                            image_merge_ratio=merge, text_merge_ratio=0.2,
+                            clamp_merge=True),
+      "tome": ReduceConfig(method="tome", layers=layers, tome_r=tome_r),
+      "dynamicvit": ReduceConfig(method="dynamicvit", layers=(0, 1, 2),
+                                 keep_ratios=(0.7, 0.49, 0.343)),
+      "smres": ReduceConfig(method="smres", smres_size=(288, 288)),
+  }
+
+
+_METER_GRID = {
+    "prune_ratio": (0.1, 0.2, 0.3),
+    "image_merge_ratio": (0.2, 0.3, 0.5),
+    "layers": ((0, 1, 2, 3), (1, 2, 3), (0, 2, 4)),
+}
+
 PRESETS: dict[str, Preset] = {
     # SNLI-VE: 3-way head, text padded to 40, PuMer in layers (2, 4, 6, 8).
     # ToMe r=16: FLOP ratio 0.479 vs PuMer's 0.485 (r=15: 0.507); see
@@ -113,6 +144,44 @@ PRESETS: dict[str, Preset] = {
         text_len=32, image_size=(384, 384),
         methods=_paper_methods((2, 5, 8), tome_r=13),
         batch_start=32, batch_step=8, sweep_grid=_PAPER_GRID,
+    ),
+    # METER-CLIP16-RoBERTa-B at 384x384 (577 image tokens incl. CLS), VQAv2
+    # head and text 32; PuMer p=0.2 m=0.2 t=0.2 in fusion blocks 0-3.
+    "meter_vqa": Preset(
+        model=MeterConfig(head="vqa", num_labels=3129),
+        text_len=32, image_size=(384, 384),
+        methods=_meter_methods((0, 1, 2, 3), 0.2, 0.2, tome_r=115),
+        batch_start=16, batch_step=8, sweep_grid=_METER_GRID,
+    ),
+    # SNLI-VE: PuMer p=0.3 m=0.5 t=0.2 in fusion blocks 0-3, text 40.
+    "meter_ve": Preset(
+        model=MeterConfig(head="ve", num_labels=3),
+        text_len=40, image_size=(384, 384),
+        methods=_meter_methods((0, 1, 2, 3), 0.3, 0.5, tome_r=144),
+        batch_start=16, batch_step=8, sweep_grid=_METER_GRID,
+    ),
+    # Seconds on a laptop CPU: a two-stream model of width 32.
+    "meter_tiny": Preset(
+        model=MeterConfig(
+            vision_hidden_size=32, vision_num_layers=2, vision_num_heads=2,
+            vision_intermediate_size=64, image_size=64, patch_size=16,
+            vocab_size=100, text_hidden_size=32, text_num_layers=2,
+            text_num_heads=2, text_intermediate_size=64,
+            max_position_embeddings=18, hidden_size=32, num_fusion_layers=3,
+            num_attention_heads=4, intermediate_size=64, num_labels=5),
+        text_len=8, image_size=(64, 64),
+        methods={
+            "none": ReduceConfig(),
+            "pumer": ReduceConfig(method="pumer", layers=(0, 1),
+                                  prune_ratio=0.2, image_merge_ratio=0.2,
+                                  text_merge_ratio=0.2),
+            "tome": ReduceConfig(method="tome", layers=(0, 1), tome_r=3),
+            "dynamicvit": ReduceConfig(method="dynamicvit", layers=(0, 1),
+                                       keep_ratios=(0.7, 0.5)),
+            "smres": ReduceConfig(method="smres", smres_size=(48, 48)),
+        },
+        batch_start=4, batch_step=4,
+        sweep_grid={"prune_ratio": (0.1, 0.2), "layers": ((0, 1), (1, 2))},
     ),
     # Seconds on a laptop CPU: hidden 32, 4 layers, 64x64 images (17 image
     # tokens incl. CLS), text 8.
@@ -174,17 +243,17 @@ def method_image_size(reduce: ReduceConfig,
   return image_size
 
 
-def check_setup(model: ViltConfig, methods: Mapping[str, ReduceConfig],
+def check_setup(model: ModelConfig, methods: Mapping[str, ReduceConfig],
                 text_len: int, image_size: tuple[int, int],
                 batches: Mapping[str, int | None]) -> None:
   """Fails fast, before any compilation, with the field that is wrong."""
   for name, value in batches.items():
     if value is not None and (not isinstance(value, int) or value <= 0):
       raise ValueError(f"{name}={value!r} must be a positive int.")
-  if not 1 <= text_len <= model.max_position_embeddings:
+  if not 1 <= text_len <= model.max_text_len:
     raise ValueError(
-        f"text_len={text_len} must be in [1, max_position_embeddings="
-        f"{model.max_position_embeddings}].")
+        f"text_len={text_len} must be in [1, {model.max_text_len}] (the "
+        "model's position table).")
   patch = model.patch_size
   for name, reduce in methods.items():
     if reduce.method not in METHODS:
@@ -205,11 +274,11 @@ def check_setup(model: ViltConfig, methods: Mapping[str, ReduceConfig],
                      " (it is the baseline every speedup is relative to).")
 
 
-def schedule(model: ViltConfig, reduce: ReduceConfig, text_len: int,
+def schedule(model: ModelConfig, reduce: ReduceConfig, text_len: int,
              hw: tuple[int, int]):
   """The method's static token schedule on this input shape."""
   image_len = (hw[0] // model.patch_size) * (hw[1] // model.patch_size) + 1
-  return reduce.schedule(model.num_hidden_layers, image_len, text_len)
+  return model.replace(reduce=reduce).schedule(image_len, text_len)
 
 
 def batch_sizes(start: int, step: int, cap: int) -> list[int]:
@@ -243,14 +312,15 @@ def _cast_floats(params: Any, dtype: str) -> Any:
       else a, params)
 
 
-def abstract_params(model: ViltConfig, reduce: ReduceConfig, text_len: int,
+def abstract_params(model: ModelConfig, reduce: ReduceConfig, text_len: int,
                     hw: tuple[int, int]) -> dict[str, Any]:
   """The parameter tree of `model` with `reduce`, as ShapeDtypeStructs.
 
   A trace, no compilation: compiling ViLT-B's init costs more than timing a
-  small model. DynamicViT adds `vilt/keep_predictor_{i}`.
+  small model. DynamicViT adds `{vilt,meter}/keep_predictor_{i}`.
   """
-  vilt = Vilt(model.replace(reduce=reduce, dtype="float32"))
+  module = ARCHITECTURES[architecture_of(model)].module
+  vilt = module(model.replace(reduce=reduce, dtype="float32"))
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
   abstract = jax.eval_shape(
       vilt.init, jax.random.PRNGKey(0),
@@ -285,7 +355,7 @@ class ParamStore:
   measurements compare activations, not duplicated weights.
   """
 
-  def __init__(self, model: ViltConfig, text_len: int,
+  def __init__(self, model: ModelConfig, text_len: int,
                image_size: tuple[int, int], seed: int):
     self._model, self._text_len = model, text_len
     self._image_size, self._seed = image_size, seed
@@ -294,25 +364,27 @@ class ParamStore:
     self._extra: dict[ReduceConfig, dict[str, Any]] = {}
 
   def get(self, reduce: ReduceConfig) -> dict[str, Any]:
-    """The parameters `Vilt` with this reducer expects."""
+    """The parameters the model with this reducer expects."""
     if reduce.method != "dynamicvit":
       return self._base
+    backbone = architecture_of(self._model)  # "vilt" or "meter"
     if reduce not in self._extra:
       full = abstract_params(self._model, reduce, self._text_len,
                              self._image_size)
-      predictors = {k: v for k, v in full["vilt"].items()
+      predictors = {k: v for k, v in full[backbone].items()
                     if k.startswith("keep_predictor")}
       self._extra[reduce] = _cast_floats(
           fill_random(predictors, self._seed + 1), self._model.dtype)
-    vilt = {**self._base["vilt"], **self._extra[reduce]}
-    return {**self._base, "vilt": vilt}
+    return {**self._base,
+            backbone: {**self._base[backbone], **self._extra[reduce]}}
 
 
-def compile_forward(model: ViltConfig, reduce: ReduceConfig, params: Any,
+def compile_forward(model: ModelConfig, reduce: ReduceConfig, params: Any,
                     inputs: Sequence[jax.Array | jax.ShapeDtypeStruct]):
   """AOT-compiles the inference forward pass for the inputs' exact shapes
   (input_ids, attention_mask, NHWC pixel_values; arrays or shape specs)."""
-  vilt = Vilt(model.replace(reduce=reduce))
+  vilt = ARCHITECTURES[architecture_of(model)].module(
+      model.replace(reduce=reduce))
 
   def forward(params, input_ids, attention_mask, pixel_values):
     out = vilt.apply({"params": params}, input_ids=input_ids,
@@ -381,7 +453,7 @@ def cpu_threads() -> int:
 class _Runner:
   """Holds the shared weights and inputs of one run on one device."""
 
-  def __init__(self, model: ViltConfig, text_len: int,
+  def __init__(self, model: ModelConfig, text_len: int,
                image_size: tuple[int, int], seed: int, timing: dict):
     self.model, self.text_len, self.seed = model, text_len, seed
     self.params = ParamStore(model, text_len, image_size, seed)
@@ -482,7 +554,23 @@ def reduce_dict(reduce: ReduceConfig) -> dict[str, Any]:
   return json.loads(json.dumps(dataclasses.asdict(reduce)))
 
 
-def _result(m: _Method, base: _Method, model: ViltConfig, text_len: int,
+def _model_info(config: ModelConfig) -> dict[str, Any]:
+  """The architecture fields a report names (all of them, for METER)."""
+  info = dict(arch=architecture_of(config), hidden_size=config.hidden_size,
+              num_attention_heads=config.num_attention_heads,
+              patch_size=config.patch_size, head=config.head,
+              num_labels=config.num_labels)
+  if isinstance(config, ViltConfig):
+    info["num_hidden_layers"] = config.num_hidden_layers
+  else:
+    info.update(vision_num_layers=config.vision_num_layers,
+                vision_hidden_size=config.vision_hidden_size,
+                text_num_layers=config.text_num_layers,
+                num_fusion_layers=config.num_fusion_layers)
+  return info
+
+
+def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
             memory_batch: int) -> dict[str, Any]:
   """One method's row of the JSON `results` list (see README for fields)."""
   best = m.best
@@ -513,7 +601,10 @@ def _result(m: _Method, base: _Method, model: ViltConfig, text_len: int,
       memory_estimate_bytes=m.memory_estimate,
       memory_estimate_reduction=(
           None if estimate_ratio is None else 1.0 - estimate_ratio),
-      tokens_per_layer=[sched.tokens_in(l) for l in range(sched.depth + 1)],
+      # METER's ToMe schedule counts the image stream alone: add the text.
+      tokens_per_layer=[sched.tokens_in(l) + (text_len if not sched.text_len
+                                              else 0)
+                        for l in range(sched.depth + 1)],
   )
 
 
@@ -523,7 +614,7 @@ def _device_info(device: jax.Device) -> dict[str, Any]:
 
 
 def run_benchmark(
-    model_config: ViltConfig,
+    model_config: ModelConfig,
     methods: Mapping[str, ReduceConfig],
     text_len: int,
     image_size: int | Sequence[int],
@@ -576,6 +667,10 @@ def run_benchmark(
                        f"{1 if name == 'repeats' else 0}.")
   if peer is not None and peer not in PEERS:
     raise ValueError(f"peer={peer!r} must be None or one of {PEERS}.")
+  if peer is not None and not isinstance(model_config, ViltConfig):
+    raise ValueError(
+        "--peer hf times Hugging Face ViLT; METER has no Hugging Face port "
+        "to compare with. Drop --peer for METER presets.")
   methods = dict(methods)
   if "none" not in methods:
     methods = {"none": ReduceConfig(), **methods}
@@ -626,11 +721,7 @@ def run_benchmark(
       versions=dict(jax=jax.__version__, flax=flax.__version__),
       device=_device_info(device),
       dtype=model_config.dtype,
-      model=dict(hidden_size=model_config.hidden_size,
-                 num_hidden_layers=model_config.num_hidden_layers,
-                 num_attention_heads=model_config.num_attention_heads,
-                 patch_size=model_config.patch_size, head=model_config.head,
-                 num_labels=model_config.num_labels),
+      model=_model_info(model_config),
       image_size=list(hw),
       text_len=text_len,
       batch=dict(start=batch_start, step=batch_step, max=max_batch,

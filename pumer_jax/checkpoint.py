@@ -17,30 +17,25 @@ import flax.linen as nn
 import jax
 import orbax.checkpoint as ocp
 
+from pumer_jax.models import ARCHITECTURES, architecture_of
 from pumer_jax.models.reducers import ReduceConfig
-from pumer_jax.models.meter import Meter, MeterConfig
-from pumer_jax.models.vilt import Vilt, ViltConfig
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
-MODEL_CLASSES = {"vilt": (Vilt, ViltConfig), "meter": (Meter, MeterConfig)}
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-  for kind, (_, cls) in MODEL_CLASSES.items():
-    if isinstance(config, cls):
-      return {"model": kind, **dataclasses.asdict(config)}
-  raise TypeError(f"no checkpoint format for config type {type(config)}.")
+  return {"model": architecture_of(config), **dataclasses.asdict(config)}
 
 
 def config_from_dict(values: dict[str, Any]) -> Any:
   values = dict(values)
   kind = values.pop("model", None)
-  if kind not in MODEL_CLASSES:
+  if kind not in ARCHITECTURES:
     raise ValueError(
         f"{CONFIG_FILE} names model {kind!r}; expected one of "
-        f"{sorted(MODEL_CLASSES)}.")
-  cls = MODEL_CLASSES[kind][1]
+        f"{sorted(ARCHITECTURES)}.")
+  cls = ARCHITECTURES[kind].config
   values["reduce"] = ReduceConfig.from_mapping(values.get("reduce") or {})
   if values.get("input_size") is not None:
     values["input_size"] = tuple(values["input_size"])
@@ -89,8 +84,7 @@ def load_model(
   except (json.JSONDecodeError, TypeError) as e:
     raise ValueError(f"{config_path} is corrupt: {e}") from e
   config = dataclasses.replace(config, **config_overrides)
-  model_cls = MODEL_CLASSES[config_to_dict(config)["model"]][0]
-  model = model_cls(config)
+  model = ARCHITECTURES[architecture_of(config)].module(config)
   try:
     with ocp.StandardCheckpointer() as ckptr:
       params = ckptr.restore(directory / PARAMS_DIR)

@@ -10,8 +10,8 @@ import dataclasses
 
 import ml_collections
 
+from pumer_jax.models import ARCHITECTURES
 from pumer_jax.models.reducers import ReduceConfig
-from pumer_jax.models.vilt import ViltConfig
 
 
 def _dataclass_dict(obj, skip=()) -> dict:
@@ -49,8 +49,12 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(values)
 
 
-def base_config() -> ml_collections.ConfigDict:
+def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
+  """All keys; `model` holds the fields of `arch`'s config dataclass."""
+  if arch not in ARCHITECTURES:
+    raise ValueError(f"arch={arch!r} must be one of {sorted(ARCHITECTURES)}.")
   c = ml_collections.ConfigDict()
+  c.arch = arch  # vilt | meter
   c.task = "vqa"  # vqa | ve | nlvr2 | retrieval
   c.seed = 0
   c.batch_size = 32  # global, over all devices and hosts
@@ -61,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.progress = True
   c.init_from = ""  # a model checkpoint dir (convert.py or a finished run)
 
-  model = _dataclass_dict(ViltConfig(), skip=("reduce",))
+  model = _dataclass_dict(ARCHITECTURES[arch].config(), skip=("reduce",))
   model["input_size"] = (384, 384)
   c.model = ml_collections.ConfigDict(model)
   c.reduce = reduce_config()
@@ -92,7 +96,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-4, end_lr=0.0, warmup_steps=100, decay="linear", b1=0.9,
       b2=0.999, weight_decay=0.01, grad_clip=1.0,
-      lr_mults=ml_collections.ConfigDict(dict(head=10.0)),
+      # Learning-rate multipliers per parameter group (optim.GROUPS).
+      lr_mults=ml_collections.ConfigDict(dict(head=10.0, fusion=1.0,
+                                              predictor=1.0)),
   ))
   c.distill = ml_collections.ConfigDict(dict(
       teacher="",  # a model checkpoint dir: the frozen unreduced model

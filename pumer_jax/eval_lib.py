@@ -24,7 +24,7 @@ from pumer_jax import checkpoint as model_checkpoint
 from pumer_jax import sharding
 from pumer_jax.cost import compiled_flops
 from pumer_jax.models.reducers import ReduceConfig
-from pumer_jax.models.vilt import model_inputs
+from pumer_jax.models.inputs import model_inputs
 from pumer_jax.timing import time_jitted
 
 METRIC_NAMES = {"vqa": "vqa_score", "ve": "accuracy", "nlvr2": "accuracy",
@@ -163,7 +163,8 @@ def evaluate(
       model = type(base_model)(
           dataclasses.replace(base_model.config, reduce=reduce))
       if reduce.method == "dynamicvit" and not any(
-          k.startswith("keep_predictor") for k in params["vilt"]):
+          k.startswith("keep_predictor")
+          for module in params.values() for k in module):
         raise ValueError(
             f"method {name!r} (dynamicvit) needs trained keep predictors; "
             f"{model_dir} has none. Train with reduce.method=dynamicvit.")

@@ -51,13 +51,19 @@ def prepared_builder(config: ml_collections.ConfigDict):
 
 
 def tokenizer_for(config: ml_collections.ConfigDict):
+  """ViLT's BERT WordPiece or METER's RoBERTa BPE, from data.tokenizer."""
+  meter = config.arch == "meter"
   if config.data.tokenizer:
+    if meter:
+      return tokenizers.roberta_tokenizer(config.data.tokenizer)
     return tokenizers.bert_tokenizer(config.data.tokenizer)
   if config.data.name == "shapes_vqa":
     return shapes_vqa.tokenizer()
+  want = ("a RoBERTa tokenizer directory (METER uses roberta-base)" if meter
+          else "a BERT vocab.txt or tokenizer directory (ViLT uses "
+          "bert-base-uncased)")
   raise ValueError(
-      f"data.tokenizer is empty; set it to a BERT vocab.txt or tokenizer "
-      f"directory (ViLT uses bert-base-uncased) for {config.data.name}.")
+      f"data.tokenizer is empty; set it to {want} for {config.data.name}.")
 
 
 def answer_vocab_for(config: ml_collections.ConfigDict, builder) -> Any:

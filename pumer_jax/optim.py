@@ -16,6 +16,10 @@ import jax
 import optax
 
 GROUPS = ("base", "head", "fusion", "predictor")
+# METER's cross-modal parameters (its `cross_modal_*`): fine-tuned at a
+# higher learning rate than the pre-trained encoders.
+FUSION_PREFIXES = ("text_layer_", "image_layer_", "text_transform",
+                   "image_transform", "text_pooler", "image_pooler")
 
 
 def param_group(path: tuple[str, ...]) -> str:
@@ -24,7 +28,7 @@ def param_group(path: tuple[str, ...]) -> str:
     return "head"
   if any(p.startswith("keep_predictor") for p in path):
     return "predictor"
-  if any(p.startswith("fusion") for p in path):
+  if path[0] == "meter" and path[1].startswith(FUSION_PREFIXES):
     return "fusion"
   return "base"
 

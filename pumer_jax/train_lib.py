@@ -27,9 +27,9 @@ import orbax.checkpoint as ocp
 
 from pumer_jax import checkpoint as model_checkpoint
 from pumer_jax import losses, optim, sharding
+from pumer_jax.models import ARCHITECTURES
+from pumer_jax.models.inputs import model_inputs
 from pumer_jax.models.reducers import ReduceConfig
-from pumer_jax.models.vilt import Vilt, ViltConfig, example_inputs
-from pumer_jax.models.vilt import model_inputs
 from pumer_jax.reduce import keep_ratio_loss
 
 # Config keys that may change between a run and its resumption.
@@ -50,9 +50,14 @@ class TrainState:
 # ---------------------------------------------------------------------------
 
 
-def build_model_config(config: ml_collections.ConfigDict) -> ViltConfig:
-  """ViltConfig from `config.model` and `config.reduce`; unknown keys fail."""
-  fields = {f.name for f in dataclasses.fields(ViltConfig)}
+def build_model_config(config: ml_collections.ConfigDict) -> Any:
+  """The `config.arch` model config (ViltConfig, MeterConfig) from
+  `config.model` and `config.reduce`; unknown keys fail."""
+  if config.arch not in ARCHITECTURES:
+    raise ValueError(
+        f"arch={config.arch!r} must be one of {sorted(ARCHITECTURES)}.")
+  config_cls = ARCHITECTURES[config.arch].config
+  fields = {f.name for f in dataclasses.fields(config_cls)}
   values = dict(config.model.items())
   unknown = sorted(set(values) - fields)
   if unknown:
@@ -60,7 +65,15 @@ def build_model_config(config: ml_collections.ConfigDict) -> ViltConfig:
   if values.get("input_size") is not None:
     values["input_size"] = tuple(values["input_size"])
   values["reduce"] = ReduceConfig.from_mapping(config.reduce)
-  return ViltConfig(**values)
+  return config_cls(**values)
+
+
+def build_model(config: ml_collections.ConfigDict):
+  """`(model, model_config, example inputs)` for `config`."""
+  model_config = build_model_config(config)
+  arch = ARCHITECTURES[config.arch]
+  example = arch.example_inputs(model_config, 1, config.data.text_len)
+  return arch.module(model_config), model_config, example
 
 
 # ---------------------------------------------------------------------------
@@ -373,9 +386,7 @@ def train_and_evaluate(
     claim_workdir(workdir, config)
 
   # ----- Model --------------------------------------------------------------
-  model_config = build_model_config(config)
-  model = Vilt(model_config)
-  example = example_inputs(model_config, 1, config.data.text_len)
+  model, model_config, example = build_model(config)
 
   # ----- Mesh ---------------------------------------------------------------
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)

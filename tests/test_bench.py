@@ -240,3 +240,36 @@ def test_paper_presets():
     for name, reduce in preset.methods.items():
       bench.check_setup(preset.model, {name: reduce}, preset.text_len,
                         preset.image_size, {})
+
+
+def test_meter_preset_runs_every_method():
+  """METER through the same protocol: two streams, reducers in the fusion."""
+  preset = bench.PRESETS["meter_tiny"]
+  report = bench.run_benchmark(preset.model, preset.methods, preset.text_len,
+                               preset.image_size, **FAST)
+  assert report["model"]["arch"] == "meter"
+  assert report["model"]["num_fusion_layers"] == 3
+  results = by_name(report)
+  assert set(results) == set(preset.methods)
+  # 17 image + 8 text tokens enter the fusion; PuMer prunes and merges both.
+  assert results["none"]["tokens_per_layer"] == [25] * 4
+  assert results["pumer"]["tokens_per_layer"] == [25, 17, 12, 12]
+  assert results["tome"]["tokens_per_layer"] == [25, 22, 19, 19]
+  for name in ("pumer", "tome", "dynamicvit", "smres"):
+    assert results[name]["flop_ratio"] < 1.0, name
+  with pytest.raises(ValueError, match="METER has no Hugging Face"):
+    bench.run_benchmark(preset.model, {"none": ReduceConfig()},
+                        preset.text_len, preset.image_size, peer="hf", **FAST)
+
+
+def test_meter_paper_presets():
+  """METER-B/16 at 384: 577 image tokens, PuMer's reference counts."""
+  vqa, ve = bench.PRESETS["meter_vqa"], bench.PRESETS["meter_ve"]
+  sched = bench.schedule(vqa.model, vqa.methods["pumer"], 32, (384, 384))
+  assert sched.image_len == 577
+  assert [(s.image_out, s.text_out) for s in sched.steps] == [
+      (347, 26), (209, 21), (125, 17), (75, 14)]
+  for preset in (vqa, ve):
+    for name, reduce in preset.methods.items():
+      bench.check_setup(preset.model, {name: reduce}, preset.text_len,
+                        preset.image_size, {})

@@ -159,9 +159,7 @@ import flax.linen as nn
 
 assert jax.device_count() == 8
 config = tiny_config()
-model_config = train_lib.build_model_config(config)
-model = train_lib.Vilt(model_config)
-example = train_lib.example_inputs(model_config, 1, 8)
+model, model_config, example = train_lib.build_model(config)
 abstract = nn.meta.unbox(jax.eval_shape(
     lambda: model.init(jax.random.PRNGKey(0), **example))["params"])
 tx = train_lib.optim.make_optimizer(config.optim, 10, abstract)

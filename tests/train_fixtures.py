@@ -82,8 +82,6 @@ def fixed_batches(seed=0):
 def init_model(config):
   """(model, unboxed params) for a config, initialised under jit."""
   from pumer_jax import train_lib
-  model_config = train_lib.build_model_config(config)
-  model = train_lib.Vilt(model_config)
-  example = train_lib.example_inputs(model_config, 1, config.data.text_len)
+  model, _, example = train_lib.build_model(config)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), **example)
   return model, flax.linen.meta.unbox(variables)["params"]

@@ -126,6 +126,12 @@ class MeterConfig:
     """RoBERTa's positions start after the padding index."""
     return self.max_position_embeddings - self.pad_token_id - 1
 
+  def schedule(self, image_len: int, text_len: int):
+    """The reducer's static token counts over the fusion blocks."""
+    # ToMe merges the image stream only: it has no text tokens to count.
+    text = 0 if self.reduce.method == "tome" else text_len
+    return self.reduce.schedule(self.num_fusion_layers, image_len, text)
+
   @property
   def pooled_size(self) -> int:
     """Width of one image-text pair's pooled features (text; image)."""
@@ -276,7 +282,7 @@ class RobertaEncoder(nn.Module):
     x = layer_norm(c.text_layer_norm_eps, "LayerNorm", dtype)(x)
     x = nn.Dropout(c.hidden_dropout_prob)(x, deterministic)
     x = constrain_batch(x)
-    size = attention_mask.astype(jnp.float32)
+    size = jnp.asarray(attention_mask, jnp.float32)
     hidden_states, attentions = [], []
     for i in range(c.text_num_layers):
       hidden_states.append(x)
@@ -400,10 +406,8 @@ class MeterModel(nn.Module):
     image = self.image_transform(image) + self.token_type_embeddings(
         image_type[:, None])  # [B, Li, D]
     batch, lt, li = text.shape[0], text.shape[1], image.shape[1]
-    # ToMe merges the image stream only: it has no text tokens to count.
-    schedule = rc.schedule(c.num_fusion_layers, li,
-                           0 if rc.method == "tome" else lt)
-    t_size = attention_mask.astype(jnp.float32)  # [B, Lt]
+    schedule = c.schedule(li, lt)
+    t_size = jnp.asarray(attention_mask, jnp.float32)  # [B, Lt]
     i_size = jnp.ones((batch, li), jnp.float32)  # [B, Li]
     source = init_source(batch, li) if track_source else None
     policy = None  # DynamicViT's training-time keep mask over image tokens

@@ -33,6 +33,8 @@ class ReduceConfig:
     keep_ratios: DynamicViT's rho per stage.
     prop_attn: proportional attention (log size added to the logits).
     protect_cls: never prune or merge the CLS tokens.
+    clamp_merge: clamp PuMer's merge counts at what bipartite matching can
+      merge (PuMer's reference code) instead of raising.
     smres_size: (H, W) input resolution for "smres".
     gumbel_temperature: DynamicViT's Gumbel-softmax temperature.
   """
@@ -48,6 +50,7 @@ class ReduceConfig:
   keep_ratios: tuple[float, ...] = ()
   prop_attn: bool = True
   protect_cls: bool = True
+  clamp_merge: bool = False
   smres_size: tuple[int, int] | None = None
   gumbel_temperature: float = 1.0
 
@@ -89,6 +92,7 @@ class ReduceConfig:
         tome_inflection=self.tome_inflection,
         keep_ratios=self.keep_ratios,
         protect_cls=self.protect_cls,
+        clamp_merge=self.clamp_merge,
     )
 
 

@@ -106,6 +106,10 @@ class ViltConfig:
   def max_text_len(self) -> int:
     return self.max_position_embeddings
 
+  def schedule(self, image_len: int, text_len: int):
+    """The reducer's static token counts on inputs of these lengths."""
+    return self.reduce.schedule(self.num_hidden_layers, image_len, text_len)
+
   def replace(self, **changes) -> "ViltConfig":
     return dataclasses.replace(self, **changes)
 
@@ -280,7 +284,7 @@ class ViltModel(nn.Module):
     text, image = self.embeddings(input_ids, token_type_ids, pixel_values,
                                   image_type, deterministic)
     batch, lt, li = text.shape[0], text.shape[1], image.shape[1]
-    schedule = rc.schedule(c.num_hidden_layers, li, lt)
+    schedule = c.schedule(li, lt)
     x = constrain_batch(jnp.concatenate([text, image], axis=1))  # [B, N, D]
     size = jnp.concatenate(
         [attention_mask.astype(jnp.float32), jnp.ones((batch, li))], axis=1)

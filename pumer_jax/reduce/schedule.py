@@ -127,6 +127,7 @@ class ReductionSchedule:
       tome_inflection: float = 0.0,
       keep_ratios: Sequence[float] = (),
       protect_cls: bool = True,
+      clamp_merge: bool = False,
   ) -> "ReductionSchedule":
     """Computes and validates the schedule; every error names its field.
 
@@ -146,6 +147,10 @@ class ReductionSchedule:
         non-CLS image tokens kept after each stage (decreasing).
       protect_cls: the image CLS token is never pruned or merged (the text
         CLS token never is, whatever this says).
+      clamp_merge: PuMer merge counts past what bipartite matching can merge
+        are clamped to it, as PuMer's reference code (DESIGN 4.3), instead
+        of an error. Off by default, so a mistyped ratio cannot be silently
+        lowered; METER's reference SNLI-VE/NLVR2 settings (m=0.5) need it.
     """
     if method not in METHODS:
       raise ValueError(
@@ -164,7 +169,7 @@ class ReductionSchedule:
     if method == "pumer":
       steps = _pumer_steps(
           layers, image_len, text_len, prune_ratio, image_merge_ratio,
-          text_merge_ratio, protect_cls,
+          text_merge_ratio, protect_cls, clamp_merge,
       )
     elif method == "tome":
       steps = _tome_steps(
@@ -195,6 +200,7 @@ class ReductionSchedule:
         tome_inflection=get("tome_inflection", 0.0),
         keep_ratios=tuple(get("keep_ratios", ()) or ()),
         protect_cls=get("protect_cls", True),
+        clamp_merge=get("clamp_merge", False),
     )
 
 
@@ -218,7 +224,7 @@ def _check_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
 
 
 def _pumer_steps(
-    layers, image_len, text_len, p, m, t, protect_cls
+    layers, image_len, text_len, p, m, t, protect_cls, clamp_merge
 ) -> tuple[LayerCounts, ...]:
   p = _check_ratio("prune_ratio", p)
   m = _check_ratio("image_merge_ratio", m)
@@ -240,6 +246,9 @@ def _pumer_steps(
           f"{layer}; lower it or use fewer reduce.layers."
       )
     merge_image, merge_text = round(m * image), round(t * text)
+    if clamp_merge:
+      merge_image = min(merge_image, merge_cap(keep, protect_cls))
+      merge_text = min(merge_text, merge_cap(text, True))
     # The text CLS token is always protected; `protect_cls` is the image's.
     for name, count, n, ratio, protect in (
         ("image_merge_ratio", merge_image, keep, m, protect_cls),
@@ -250,7 +259,7 @@ def _pumer_steps(
         raise ValueError(
             f"reduce.{name}={ratio} asks to merge {count} tokens at layer "
             f"{layer}, but bipartite matching can merge at most {cap} of "
-            f"{n}; lower reduce.{name}."
+            f"{n}; lower reduce.{name} or set reduce.clamp_merge=True."
         )
     steps.append(LayerCounts(
         layer=layer, tokens_in=image + text, image_in=image, text_in=text,

@@ -1,0 +1,87 @@
+"""METER's configs train end to end: in-process on task-shaped batches, and
+through train.py on the embedded shapes_vqa dataset."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pumer_jax import checkpoint, train_lib
+from pumer_jax.models import Meter
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+def load_config(name, arg):
+  spec = importlib.util.spec_from_file_location(
+      name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def task_batches(config, seed=0):
+  """Endless random batches in the shapes the config's task reads."""
+  rng = np.random.default_rng(seed)
+  b, length = config.batch_size, config.data.text_len
+  h, w = config.model.input_size
+  images = (2,) if config.task == "nlvr2" else ()
+  while True:
+    mask = np.ones((b, length), np.int32)
+    mask[::2, length // 2:] = 0
+    batch = dict(
+        input_ids=rng.integers(3, config.model.vocab_size, (b, length)),
+        attention_mask=mask,
+        pixel_values=rng.normal(size=(b,) + images + (h, w, 3)),
+        valid=np.ones((b,), bool))
+    if config.task in ("ve", "nlvr2"):
+      batch["label"] = rng.integers(0, config.model.num_labels, (b,))
+    yield {k: np.asarray(v, np.float32 if k == "pixel_values" else None)
+           for k, v in batch.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["meter_ve", "meter_nlvr2",
+                                  "meter_retrieval"])
+def test_meter_configs_train_a_few_steps(tmp_path, name):
+  config = load_config(name, "method=pumer,runlocal")
+  config.unlock()
+  config.progress = False
+  config.lock()
+  state = train_lib.train_and_evaluate(config, tmp_path,
+                                       train_iter=task_batches(config))
+  assert int(state.step) == config.total_steps
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert all(np.isfinite(json.loads(line)["loss"]) for line in lines)
+  model, _ = checkpoint.load_model(tmp_path / "model")
+  assert isinstance(model, Meter)
+  assert model.config.reduce.method == "pumer"
+  assert model.config.head == config.model.head
+
+
+@pytest.mark.slow
+def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
+  """The real entry point on the embedded dataset, then eval.py."""
+  workdir = tmp_path / "run"
+  data_dir = tmp_path / "data"
+  common = [f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+            "--config.progress=False"]
+  subprocess.run(
+      [sys.executable, "train.py",
+       "--config=configs/meter_vqa.py:shapes,method=pumer", *common],
+      cwd=ROOT, check=True, timeout=600)
+  model, _ = checkpoint.load_model(workdir / "model")
+  assert isinstance(model, Meter)
+  subprocess.run(
+      [sys.executable, "eval.py", "--config=configs/meter_vqa.py:shapes",
+       *common, "--config.eval.methods=none,pumer",
+       "--config.eval.timing_min_seconds=0"],
+      cwd=ROOT, check=True, timeout=600)
+  results = json.loads((workdir / "eval_test.json").read_text())
+  assert {r["method"] for r in results["results"]} == {"none", "pumer"}
+  pumer = next(r for r in results["results"] if r["method"] == "pumer")
+  assert pumer["flop_ratio"] < 1.0
