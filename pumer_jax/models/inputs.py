@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids",
                 "pixel_values")
@@ -89,3 +90,52 @@ def resize_images(pixel_values, size, patch_size: int):
         f"patch_size={patch_size}.")
   shape = pixel_values.shape[:-3] + (h, w, pixel_values.shape[-1])
   return jax.image.resize(pixel_values, shape, "bilinear", antialias=True)
+
+
+def image_shape(c: Any, batch: int) -> tuple[int, ...]:
+  """The NHWC pixel batch shape a model is compiled for: `input_size`
+  (else the position table's `image_size`), two images per NLVR2 example."""
+  h, w = c.input_size or (c.image_size, c.image_size)
+  images = (batch, c.num_images) if c.head == "nlvr2" else (batch,)
+  return images + (h, w, c.num_channels)
+
+
+def zero_inputs(c: Any, batch: int, text_len: int) -> dict[str, np.ndarray]:
+  """Zero inputs with the static shapes a model is compiled for."""
+  return dict(
+      input_ids=np.zeros((batch, text_len), np.int32),
+      attention_mask=np.ones((batch, text_len), np.int32),
+      pixel_values=np.zeros(image_shape(c, batch), np.float32),
+  )
+
+
+def fold_images(num_images: int, pixel_values, input_ids, attention_mask,
+                token_type_ids):
+  """Pairs each of an example's images with its text in a pass of its own.
+
+  NLVR2's [B, I, H, W, C] images become I*B single-image examples (image i
+  of every example first, then image i+1), the text tiled to match, image i
+  typed i + 1 (text is type 0). One image: unchanged, typed 1.
+
+  Returns (pixel_values, input_ids, attention_mask, token_type_ids,
+  image_type [I*B]).
+  """
+  batch = input_ids.shape[0]
+  if num_images == 1:
+    return (pixel_values, input_ids, attention_mask, token_type_ids,
+            jnp.ones((batch,), jnp.int32))
+  pixel_values = jnp.swapaxes(pixel_values, 0, 1).reshape(
+      (num_images * batch,) + pixel_values.shape[2:])
+  repeat = lambda a: jnp.tile(a, (num_images, 1))
+  image_type = jnp.repeat(jnp.arange(1, num_images + 1), batch)
+  return (pixel_values, repeat(input_ids), repeat(attention_mask),
+          repeat(token_type_ids), image_type)
+
+
+def unfold_pooled(num_images: int, pooled: jax.Array) -> jax.Array:
+  """[I*B, D] pooled features of `fold_images`' passes -> [B, I*D]."""
+  if num_images == 1:
+    return pooled
+  batch = pooled.shape[0] // num_images
+  pooled = jnp.swapaxes(pooled.reshape(num_images, batch, -1), 0, 1)
+  return pooled.reshape(batch, -1)

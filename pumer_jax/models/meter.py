@@ -26,9 +26,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pumer_jax.models.dynamicvit import KeepPredictor
+from pumer_jax.models.dynamicvit import (
+    KeepPredictor,
+    drop_by_predictor,
+    sample_keep_policy,
+)
 from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
-from pumer_jax.models.inputs import check_pixels, check_text, resize_images
+from pumer_jax.models.inputs import (
+    check_pixels,
+    check_text,
+    fold_images,
+    resize_images,
+    unfold_pooled,
+    zero_inputs,
+)
 from pumer_jax.models.layers import (
     INIT_STD,
     Mlp,
@@ -44,7 +55,7 @@ from pumer_jax.models.reducers import (
     pumer_two_stream,
     tome_merge,
 )
-from pumer_jax.reduce import gumbel_hard_keep, init_source, topk_keep
+from pumer_jax.reduce import init_source
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -441,11 +452,13 @@ class MeterModel(nn.Module):
       elif counts is not None and rc.method == "dynamicvit":
         predictor = self.keep_predictors[schedule.layers.index(i)]
         if train:
-          policy, kept = self._dynamicvit_mask(predictor, image, policy)
+          policy, kept = sample_keep_policy(
+              predictor, self.make_rng("gumbel"), image, policy, 0,
+              rc.gumbel_temperature)
           keep_fractions.append(kept)
         else:
-          image, i_size, source = self._dynamicvit_drop(
-              predictor, image, i_size, source, counts.keep)
+          image, i_size, source = drop_by_predictor(
+              predictor, image, i_size, source, 0, counts.keep)
       y, i_self_aux, i_cross_aux = image_layer.attend(
           image, i_size, context, context_size, key_policy=policy,
           deterministic=det)
@@ -489,26 +502,6 @@ class MeterModel(nn.Module):
       out["source"] = source
       out["size"] = i_size
     return out
-
-  def _dynamicvit_mask(self, predictor, image, policy):
-    """Training: sample hard keep decisions for the non-CLS image tokens."""
-    batch, n, _ = image.shape
-    if policy is None:
-      policy = jnp.ones((batch, n), jnp.float32)
-    log_probs = predictor(image[:, 1:], policy[:, 1:])
-    keep = gumbel_hard_keep(self.make_rng("gumbel"), log_probs,
-                            self.config.reduce.gumbel_temperature)
-    img_policy = policy[:, 1:] * keep
-    policy = jnp.concatenate([policy[:, :1], img_policy], axis=1)
-    return policy, img_policy.mean(axis=-1)
-
-  def _dynamicvit_drop(self, predictor, image, size, source, keep):
-    """Inference: keep the top `keep` image tokens (CLS kept) by predictor."""
-    log_probs = predictor(image[:, 1:], jnp.ones(size[:, 1:].shape))
-    scores = jnp.pad(log_probs[..., 0], ((0, 0), (1, 0)))
-    kept = topk_keep(image, size, scores, keep, protect_first=True,
-                     source=source)
-    return kept if source is not None else kept[:2] + (None,)
 
 
 class Meter(nn.Module):
@@ -554,30 +547,20 @@ class Meter(nn.Module):
     if c.type_vocab_size == 1:
       token_type_ids = jnp.zeros_like(token_type_ids)  # RoBERTa has one type
     pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
-    batch = input_ids.shape[0]
     num_images = c.num_images if c.head == "nlvr2" else 1
     if c.reduce.method == "smres":
       pixel_values = resize_images(pixel_values, c.reduce.smres_size,
                                    c.patch_size)
-    if num_images > 1:
-      # Each image pairs with the text in its own pass, image i typed i+1.
-      pixel_values = jnp.swapaxes(pixel_values, 0, 1).reshape(
-          (num_images * batch,) + pixel_values.shape[2:])
-      repeat = lambda a: jnp.tile(a, (num_images, 1))
-      input_ids, attention_mask, token_type_ids = map(
-          repeat, (input_ids, attention_mask, token_type_ids))
-      image_type = jnp.repeat(jnp.arange(1, num_images + 1), batch)
-    else:
-      image_type = jnp.ones((batch,), jnp.int32)
+    pixel_values, input_ids, attention_mask, token_type_ids, image_type = (
+        fold_images(num_images, pixel_values, input_ids, attention_mask,
+                    token_type_ids))
     out = self.meter(input_ids, attention_mask, token_type_ids, pixel_values,
                      image_type, train=train,
                      output_hidden_states=output_hidden_states,
                      output_attentions=output_attentions,
                      track_source=track_source)
-    pooled = out["pooled"]
-    if num_images > 1:
-      pooled = jnp.swapaxes(pooled.reshape(num_images, batch, -1), 0, 1)
-      out["pooled"] = pooled = pooled.reshape(batch, -1)  # [B, images * 2D]
+    # [B, images * D]: NLVR2's passes side by side.
+    out["pooled"] = pooled = unfold_pooled(num_images, out["pooled"])
     if c.head in ("vqa", "ve", "nlvr2"):
       out["logits"] = self.classifier(pooled).astype(jnp.float32)
     elif c.head == "retrieval":
@@ -592,11 +575,4 @@ def example_inputs(config: MeterConfig, batch: int = 1,
   The image is `input_size` (else the position table's `image_size`), the
   text `text_len` long (else 40, METER's fine-tuning length).
   """
-  h, w = config.input_size or (config.image_size, config.image_size)
-  text_len = text_len or min(40, config.max_text_len)
-  images = (batch, config.num_images) if config.head == "nlvr2" else (batch,)
-  return dict(
-      input_ids=np.zeros((batch, text_len), np.int32),
-      attention_mask=np.ones((batch, text_len), np.int32),
-      pixel_values=np.zeros(images + (h, w, config.num_channels), np.float32),
-  )
+  return zero_inputs(config, batch, text_len or min(40, config.max_text_len))

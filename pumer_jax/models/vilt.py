@@ -16,13 +16,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pumer_jax.models.dynamicvit import KeepPredictor
+from pumer_jax.models.dynamicvit import (
+    KeepPredictor,
+    drop_by_predictor,
+    sample_keep_policy,
+)
 from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
 from pumer_jax.models.inputs import (  # noqa: F401  (model_inputs: re-export)
     check_pixels,
     check_text,
+    fold_images,
     model_inputs,
     resize_images,
+    unfold_pooled,
+    zero_inputs,
 )
 from pumer_jax.models.layers import (
     INIT_STD,
@@ -38,7 +45,7 @@ from pumer_jax.models.reducers import (
     pumer_single_stream,
     tome_merge,
 )
-from pumer_jax.reduce import gumbel_hard_keep, init_source, topk_keep
+from pumer_jax.reduce import init_source
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Architectures of Hugging Face checkpoints, and the head each one carries.
@@ -312,11 +319,13 @@ class ViltModel(nn.Module):
       elif counts is not None and rc.method == "dynamicvit":
         predictor = self.keep_predictors[schedule.layers.index(i)]
         if train:
-          policy, kept = self._dynamicvit_mask(predictor, x, policy, lt)
+          policy, kept = sample_keep_policy(
+              predictor, self.make_rng("gumbel"), x, policy, lt,
+              rc.gumbel_temperature)
           keep_fractions.append(kept)
         else:
-          x, size, source = self._dynamicvit_drop(predictor, x, size, source,
-                                                   lt, counts.keep)
+          x, size, source = drop_by_predictor(predictor, x, size, source, lt,
+                                              counts.keep)
           li = counts.keep
       x = layer.feed_forward(x, deterministic=deterministic)
       # DynamicViT masks instead of dropping while training: shapes stay.
@@ -349,32 +358,6 @@ class ViltModel(nn.Module):
       out["source"] = source
       out["size"] = size
     return out
-
-  def _dynamicvit_mask(self, predictor, x, policy, lt):
-    """Training: sample hard keep decisions for the non-CLS image tokens."""
-    batch, n, _ = x.shape
-    if policy is None:
-      policy = jnp.ones((batch, n), jnp.float32)
-    img_policy = policy[:, lt + 1:]
-    log_probs = predictor(x[:, lt + 1:], img_policy)
-    keep = gumbel_hard_keep(self.make_rng("gumbel"), log_probs,
-                            self.config.reduce.gumbel_temperature)
-    img_policy = img_policy * keep
-    policy = jnp.concatenate([policy[:, :lt + 1], img_policy], axis=1)
-    return policy, img_policy.mean(axis=-1)
-
-  def _dynamicvit_drop(self, predictor, x, size, source, lt, keep):
-    """Inference: keep the top `keep` image tokens (CLS kept) by predictor."""
-    x_i, s_i = x[:, lt:], size[:, lt:]
-    log_probs = predictor(x_i[:, 1:], jnp.ones(s_i[:, 1:].shape))
-    scores = jnp.pad(log_probs[..., 0], ((0, 0), (1, 0)))
-    src_i = None if source is None else source[:, lt:]
-    kept = topk_keep(x_i, s_i, scores, keep, protect_first=True, source=src_i)
-    x = jnp.concatenate([x[:, :lt], kept[0]], axis=1)
-    size = jnp.concatenate([size[:, :lt], kept[1]], axis=1)
-    if source is not None:
-      source = jnp.concatenate([source[:, :lt], kept[2]], axis=1)
-    return x, size, source
 
 
 class Vilt(nn.Module):
@@ -418,30 +401,20 @@ class Vilt(nn.Module):
     input_ids, attention_mask, token_type_ids = check_text(
         c, input_ids, attention_mask, token_type_ids)
     pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
-    batch = input_ids.shape[0]
     num_images = c.num_images if c.head == "nlvr2" else 1
     if c.reduce.method == "smres":
       pixel_values = resize_images(pixel_values, c.reduce.smres_size,
                                    c.patch_size)
-    if num_images > 1:
-      # Images share the encoder: fold them into the batch, image i typed i+1.
-      pixel_values = jnp.swapaxes(pixel_values, 0, 1).reshape(
-          (num_images * batch,) + pixel_values.shape[2:])
-      repeat = lambda a: jnp.tile(a, (num_images, 1))
-      input_ids, attention_mask, token_type_ids = map(
-          repeat, (input_ids, attention_mask, token_type_ids))
-      image_type = jnp.repeat(jnp.arange(1, num_images + 1), batch)
-    else:
-      image_type = jnp.ones((batch,), jnp.int32)
+    pixel_values, input_ids, attention_mask, token_type_ids, image_type = (
+        fold_images(num_images, pixel_values, input_ids, attention_mask,
+                    token_type_ids))
     out = self.vilt(input_ids, attention_mask, token_type_ids, pixel_values,
                     image_type, train=train,
                     output_hidden_states=output_hidden_states,
                     output_attentions=output_attentions,
                     track_source=track_source)
-    pooled = out["pooled"]
-    if num_images > 1:
-      pooled = jnp.swapaxes(pooled.reshape(num_images, batch, -1), 0, 1)
-      out["pooled"] = pooled = pooled.reshape(batch, -1)  # [B, images * D]
+    # [B, images * D]: NLVR2's passes side by side.
+    out["pooled"] = pooled = unfold_pooled(num_images, out["pooled"])
     if c.head in ("vqa", "ve", "nlvr2"):
       out["logits"] = self.classifier(pooled).astype(jnp.float32)
     elif c.head == "retrieval":
@@ -456,11 +429,4 @@ def example_inputs(config: ViltConfig, batch: int = 1,
   The image is `input_size` (else the position table's `image_size`), the
   text `text_len` long (else the whole position table).
   """
-  h, w = config.input_size or (config.image_size, config.image_size)
-  text_len = text_len or config.max_position_embeddings
-  images = (batch, config.num_images) if config.head == "nlvr2" else (batch,)
-  return dict(
-      input_ids=np.zeros((batch, text_len), np.int32),
-      attention_mask=np.ones((batch, text_len), np.int32),
-      pixel_values=np.zeros(images + (h, w, config.num_channels), np.float32),
-  )
+  return zero_inputs(config, batch, text_len or config.max_position_embeddings)
