@@ -1,0 +1,1 @@
+"""EfficientVLM: distill-then-prune model compression (DESIGN 4.5, 4.6)."""
