@@ -93,3 +93,13 @@ def masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
   """Mean of per-example values over the valid examples."""
   valid = valid.astype(values.dtype)
   return (values * valid).sum() / jnp.maximum(valid.sum(), 1.0)
+
+
+def attention_mse(student: jax.Array, teacher: jax.Array) -> jax.Array:
+  """MSE of attention probabilities [B, H, Nq, Nk] -> [B] (EfficientVLM).
+
+  On the softmax probabilities, not the logits: padded keys have
+  probability 0 in both, so they add nothing.
+  """
+  diff = student - jax.lax.stop_gradient(teacher)
+  return jnp.mean(diff * diff, axis=(1, 2, 3))

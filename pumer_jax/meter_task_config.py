@@ -9,10 +9,10 @@ from pumer_jax.data.shapes_vqa import ANSWERS, tokenizer as shapes_tokenizer
 
 # The tiny model of `runlocal`: checks the wiring on a laptop in a minute.
 RUNLOCAL_MODEL = dict(
-    vision_hidden_size=32, vision_num_layers=2, vision_num_heads=2,
+    vision_hidden_size=32, vision_num_layers=1, vision_num_heads=2,
     vision_intermediate_size=64, image_size=64, patch_size=16,
-    text_hidden_size=32, text_num_layers=2, text_num_heads=2,
-    text_intermediate_size=64, hidden_size=32, num_fusion_layers=3,
+    text_hidden_size=32, text_num_layers=1, text_num_heads=2,
+    text_intermediate_size=64, hidden_size=32, num_fusion_layers=2,
     num_attention_heads=4, intermediate_size=64, input_size=(64, 64))
 
 
@@ -68,7 +68,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
     c.eval.batch_size = 8
     c.model.update(dict(RUNLOCAL_MODEL, vocab_size=100,
                         max_position_embeddings=text_len + 2))
-    # Tiny PuMer in blocks 0-1 of 3, so every variant has counts to check.
+    # Tiny PuMer in blocks 0-1 of 2, so every variant has counts to check.
     reducers.update(
         pumer=reduce_config(method="pumer", layers=(0, 1), prune_ratio=0.2,
                             image_merge_ratio=0.2, text_merge_ratio=0.2),

@@ -248,13 +248,13 @@ def test_meter_preset_runs_every_method():
   report = bench.run_benchmark(preset.model, preset.methods, preset.text_len,
                                preset.image_size, **FAST)
   assert report["model"]["arch"] == "meter"
-  assert report["model"]["num_fusion_layers"] == 3
+  assert report["model"]["num_fusion_layers"] == 2
   results = by_name(report)
   assert set(results) == set(preset.methods)
   # 17 image + 8 text tokens enter the fusion; PuMer prunes and merges both.
-  assert results["none"]["tokens_per_layer"] == [25] * 4
-  assert results["pumer"]["tokens_per_layer"] == [25, 17, 12, 12]
-  assert results["tome"]["tokens_per_layer"] == [25, 22, 19, 19]
+  assert results["none"]["tokens_per_layer"] == [25] * 3
+  assert results["pumer"]["tokens_per_layer"] == [25, 17, 12]
+  assert results["tome"]["tokens_per_layer"] == [25, 22, 19]
   for name in ("pumer", "tome", "dynamicvit", "smres"):
     assert results[name]["flop_ratio"] < 1.0, name
   with pytest.raises(ValueError, match="METER has no Hugging Face"):

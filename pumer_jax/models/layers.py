@@ -187,6 +187,17 @@ class Mlp(nn.Module):
     return dense(self.hidden_size, ("mlp", "embed"), "fc2", dtype=self.dtype)(h)
 
 
+def gate_row(gates: dict | None, module: str, kind: str, layer: int
+             ) -> jax.Array | None:
+  """Layer `layer`'s row of EfficientVLM's gate tree, or None (ungated).
+
+  `gates` is `{module: {kind: [layers, n]}}` (see `compress/gates.py`).
+  """
+  if gates is None or module not in gates or kind not in gates[module]:
+    return None
+  return gates[module][kind][layer]
+
+
 def quick_gelu(x: jax.Array) -> jax.Array:
   return x * jax.nn.sigmoid(1.702 * x)
 

@@ -48,6 +48,7 @@ from pumer_jax.models.layers import (
     constrain_batch,
     dense,
     embed,
+    gate_row,
     layer_norm,
 )
 from pumer_jax.models.reducers import (
@@ -163,18 +164,20 @@ class ClipLayer(nn.Module):
   config: MeterConfig
 
   @nn.compact
-  def __call__(self, x, size, *, deterministic=True):
+  def __call__(self, x, size, *, head_gate=None, unit_gate=None,
+               deterministic=True):
     c = self.config
     dtype = DTYPES[c.dtype]
     h, aux = MultiHeadAttention(
         c.vision_num_heads, c.vision_hidden_size, prop_attn=False,
         dtype=dtype, name="self_attn",
     )(layer_norm(c.vision_layer_norm_eps, "layer_norm1", dtype)(x), size,
-      deterministic=deterministic)
+      head_gate=head_gate, deterministic=deterministic)
     x = x + h
     h = Mlp(c.vision_intermediate_size, c.vision_hidden_size, c.vision_act,
             dtype, name="mlp")(
-                layer_norm(c.vision_layer_norm_eps, "layer_norm2", dtype)(x))
+                layer_norm(c.vision_layer_norm_eps, "layer_norm2", dtype)(x),
+                unit_gate)
     return x + h, aux
 
 
@@ -189,7 +192,7 @@ class ClipVisionEncoder(nn.Module):
   config: MeterConfig
 
   @nn.compact
-  def __call__(self, pixel_values, *, deterministic=True):
+  def __call__(self, pixel_values, *, gates=None, deterministic=True):
     c = self.config
     dtype = DTYPES[c.dtype]
     d = c.vision_hidden_size
@@ -227,8 +230,10 @@ class ClipVisionEncoder(nn.Module):
     hidden_states, attentions = [], []
     for i in range(c.vision_num_layers):
       hidden_states.append(x)
-      x, aux = ClipLayer(c, name=f"layer_{i}")(x, size,
-                                                deterministic=deterministic)
+      x, aux = ClipLayer(c, name=f"layer_{i}")(
+          x, size, head_gate=gate_row(gates, "vision", "heads", i),
+          unit_gate=gate_row(gates, "vision", "units", i),
+          deterministic=deterministic)
       attentions.append(aux["probs"])
     hidden_states.append(x)
     x = layer_norm(c.vision_layer_norm_eps, "post_layernorm", dtype)(x)
@@ -248,17 +253,18 @@ class BertLayer(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, size, *, deterministic=True):
+  def __call__(self, x, size, *, head_gate=None, unit_gate=None,
+               deterministic=True):
     drop = nn.Dropout(self.dropout_rate)
     h, aux = MultiHeadAttention(
         self.num_heads, self.hidden_size,
         dropout_rate=self.attention_dropout_rate, prop_attn=False,
         dtype=self.dtype, name="attention",
-    )(x, size, deterministic=deterministic)
+    )(x, size, head_gate=head_gate, deterministic=deterministic)
     x = layer_norm(self.eps, "attention_norm", self.dtype)(
         x + drop(h, deterministic))
     h = Mlp(self.intermediate_size, self.hidden_size, self.act, self.dtype,
-            name="mlp")(x)
+            name="mlp")(x, unit_gate)
     x = layer_norm(self.eps, "output_norm", self.dtype)(
         x + drop(h, deterministic))
     return x, aux
@@ -277,7 +283,7 @@ class RobertaEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, attention_mask, token_type_ids, *,
-               deterministic=True):
+               gates=None, deterministic=True):
     c = self.config
     dtype = DTYPES[c.dtype]
     d = c.text_hidden_size
@@ -301,7 +307,9 @@ class RobertaEncoder(nn.Module):
           c.text_num_heads, d, c.text_intermediate_size, c.text_act,
           c.text_layer_norm_eps, c.hidden_dropout_prob,
           c.attention_probs_dropout_prob, dtype, name=f"layer_{i}",
-      )(x, size, deterministic=deterministic)
+      )(x, size, head_gate=gate_row(gates, "text", "heads", i),
+        unit_gate=gate_row(gates, "text", "units", i),
+        deterministic=deterministic)
       attentions.append(aux["probs"])
     hidden_states.append(x)
     return x, hidden_states, attentions
@@ -338,19 +346,21 @@ class CrossLayer(nn.Module):
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
   def attend(self, x, size, context, context_size, *, key_policy=None,
-             context_policy=None, deterministic=True):
+             context_policy=None, head_gate=None, cross_head_gate=None,
+             deterministic=True):
     """Returns x after both attentions, and each attention's keys/probs."""
     h, self_aux = self.attention(x, size, key_policy=key_policy,
+                                 head_gate=head_gate,
                                  deterministic=deterministic)
     x = self.attention_norm(x + self.dropout(h, deterministic))
     h, cross_aux = self.crossattention(
         x, context_size, context, key_policy=context_policy,
-        deterministic=deterministic)
+        head_gate=cross_head_gate, deterministic=deterministic)
     x = self.crossattention_norm(x + self.dropout(h, deterministic))
     return x, self_aux, cross_aux
 
-  def feed_forward(self, x, *, deterministic=True):
-    h = self.mlp(x)
+  def feed_forward(self, x, *, unit_gate=None, deterministic=True):
+    h = self.mlp(x, unit_gate)
     return self.output_norm(x + self.dropout(h, deterministic))
 
   def __call__(self, x, size, context, context_size, *, deterministic=True):
@@ -405,13 +415,16 @@ class MeterModel(nn.Module):
       output_hidden_states: bool = False,
       output_attentions: bool = False,
       track_source: bool = False,
+      gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
     rc = c.reduce
     det = not train
-    image, v_hidden, v_attn = self.vision(pixel_values, deterministic=det)
+    image, v_hidden, v_attn = self.vision(pixel_values, gates=gates,
+                                          deterministic=det)
     text, t_hidden, t_attn = self.text(input_ids, attention_mask,
-                                       token_type_ids, deterministic=det)
+                                       token_type_ids, gates=gates,
+                                       deterministic=det)
     text = self.text_transform(text) + self.token_type_embeddings(
         jnp.zeros((1, 1), jnp.int32))  # [B, Lt, D]
     image = self.image_transform(image) + self.token_type_embeddings(
@@ -434,6 +447,8 @@ class MeterModel(nn.Module):
       hidden["fusion_image"].append(image)
       x, self_aux, cross_aux = text_layer.attend(
           text, t_size, image, i_size, context_policy=policy,
+          head_gate=gate_row(gates, "fusion_text", "heads", i),
+          cross_head_gate=gate_row(gates, "fusion_text", "cross_heads", i),
           deterministic=det)
       attn["fusion_text_self"].append(self_aux["probs"])
       attn["fusion_text_cross"].append(cross_aux["probs"])
@@ -461,11 +476,17 @@ class MeterModel(nn.Module):
               predictor, image, i_size, source, 0, counts.keep)
       y, i_self_aux, i_cross_aux = image_layer.attend(
           image, i_size, context, context_size, key_policy=policy,
+          head_gate=gate_row(gates, "fusion_image", "heads", i),
+          cross_head_gate=gate_row(gates, "fusion_image", "cross_heads", i),
           deterministic=det)
       attn["fusion_image_self"].append(i_self_aux["probs"])
       attn["fusion_image_cross"].append(i_cross_aux["probs"])
-      text = text_layer.feed_forward(x, deterministic=det)
-      image = image_layer.feed_forward(y, deterministic=det)
+      text = text_layer.feed_forward(
+          x, unit_gate=gate_row(gates, "fusion_text", "units", i),
+          deterministic=det)
+      image = image_layer.feed_forward(
+          y, unit_gate=gate_row(gates, "fusion_image", "units", i),
+          deterministic=det)
       t_size = x_size
       if counts is not None and not (train and rc.method == "dynamicvit"):
         expected = ((counts.image_out, counts.text_out)
@@ -514,6 +535,7 @@ class Meter(nn.Module):
   and leaving the last, and on request `hidden_states`/`attentions` (dicts
   per module: vision, text, fusion_text, fusion_image; fusion attentions
   split into self and cross) and the image stream's `source`/`size`.
+  `gates` (EfficientVLM, `compress/gates.py`) scale heads and FFN units.
   """
 
   config: MeterConfig
@@ -540,6 +562,7 @@ class Meter(nn.Module):
       output_hidden_states: bool = False,
       output_attentions: bool = False,
       track_source: bool = False,
+      gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
     input_ids, attention_mask, token_type_ids = check_text(
@@ -558,7 +581,7 @@ class Meter(nn.Module):
                      image_type, train=train,
                      output_hidden_states=output_hidden_states,
                      output_attentions=output_attentions,
-                     track_source=track_source)
+                     track_source=track_source, gates=gates)
     # [B, images * D]: NLVR2's passes side by side.
     out["pooled"] = pooled = unfold_pooled(num_images, out["pooled"])
     if c.head in ("vqa", "ve", "nlvr2"):

@@ -38,6 +38,7 @@ from pumer_jax.models.layers import (
     align_corners_resize,
     constrain_batch,
     embed,
+    gate_row,
     layer_norm,
 )
 from pumer_jax.models.reducers import (
@@ -233,14 +234,16 @@ class ViltLayer(nn.Module):
     self.mlp = Mlp(c.intermediate_size, c.hidden_size, c.hidden_act, dtype)
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
-  def attend(self, x, size, *, key_policy=None, deterministic=True):
+  def attend(self, x, size, *, key_policy=None, head_gate=None,
+             deterministic=True):
     """x + Attention(LN(x)); returns it and the attention's keys/probs."""
     h, aux = self.attention(self.layernorm_before(x), size,
-                            key_policy=key_policy, deterministic=deterministic)
+                            key_policy=key_policy, head_gate=head_gate,
+                            deterministic=deterministic)
     return x + self.dropout(h, deterministic), aux
 
-  def feed_forward(self, x, *, deterministic=True):
-    h = self.mlp(self.layernorm_after(x))
+  def feed_forward(self, x, *, unit_gate=None, deterministic=True):
+    h = self.mlp(self.layernorm_after(x), unit_gate)
     return x + self.dropout(h, deterministic)
 
   def __call__(self, x, size, *, deterministic=True):
@@ -284,6 +287,7 @@ class ViltModel(nn.Module):
       output_hidden_states: bool = False,
       output_attentions: bool = False,
       track_source: bool = False,
+      gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
     rc = c.reduce
@@ -304,6 +308,7 @@ class ViltModel(nn.Module):
     for i, layer in enumerate(self.layers):
       hidden_states.append(x)
       x, aux = layer.attend(x, size, key_policy=policy,
+                            head_gate=gate_row(gates, "vilt", "heads", i),
                             deterministic=deterministic)
       attentions.append(aux["probs"])
       counts = schedule.at(i)
@@ -327,7 +332,8 @@ class ViltModel(nn.Module):
           x, size, source = drop_by_predictor(predictor, x, size, source, lt,
                                               counts.keep)
           li = counts.keep
-      x = layer.feed_forward(x, deterministic=deterministic)
+      x = layer.feed_forward(x, unit_gate=gate_row(gates, "vilt", "units", i),
+                             deterministic=deterministic)
       # DynamicViT masks instead of dropping while training: shapes stay.
       masking = train and rc.method == "dynamicvit"
       expected = tokens[0] if masking else schedule.tokens_in(i + 1)
@@ -368,7 +374,8 @@ class Vilt(nn.Module):
   head 'none'), `pooled`, `tokens` (tokens entering each layer, then the
   output count), `image_tokens`/`text_tokens` (-1 where ToMe mixed them),
   and on request `hidden_states`, `attentions`, `source`. NLVR2 takes
-  `pixel_values` of shape [B, num_images, H, W, C].
+  `pixel_values` of shape [B, num_images, H, W, C]. `gates` (EfficientVLM,
+  `compress/gates.py`) scale each head's context and each FFN unit.
   """
 
   config: ViltConfig
@@ -396,6 +403,7 @@ class Vilt(nn.Module):
       output_hidden_states: bool = False,
       output_attentions: bool = False,
       track_source: bool = False,
+      gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
     input_ids, attention_mask, token_type_ids = check_text(
@@ -412,7 +420,7 @@ class Vilt(nn.Module):
                     image_type, train=train,
                     output_hidden_states=output_hidden_states,
                     output_attentions=output_attentions,
-                    track_source=track_source)
+                    track_source=track_source, gates=gates)
     # [B, images * D]: NLVR2's passes side by side.
     out["pooled"] = pooled = unfold_pooled(num_images, out["pooled"])
     if c.head in ("vqa", "ve", "nlvr2"):
