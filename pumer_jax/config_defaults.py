@@ -105,6 +105,20 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       temperature=1.0, task_weight=1.0, logits_weight=1.0, hidden_weight=0.0,
   ))
   c.dynamicvit = ml_collections.ConfigDict(dict(ratio_weight=2.0))
+  # EfficientVLM (configs/efficientvlm.py): "" (off), "distill" (a
+  # half-depth student of teacher_checkpoint) or "prune" (gates on the
+  # student at init_checkpoint, KD from teacher_checkpoint continuing).
+  c.stage = ""
+  c.teacher_checkpoint = ""
+  c.init_checkpoint = ""
+  c.kd = ml_collections.ConfigDict(dict(
+      task=1.0, logits=1.0, attn=1.0, hidden=1.0, temperature=1.0))
+  c.prune = ml_collections.ConfigDict(dict(
+      target=0.5,  # the expected sparsity of the prunable parameters
+      reg_lr=0.01,  # Adam on log_alpha (descent) and the lambdas (ascent)
+      warmup_steps=1000,  # the target ramps linearly over the global step
+      freeze_step=-1,  # from here masks are deterministic (-1: never)
+  ))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
   c.eval = ml_collections.ConfigDict(dict(
       methods="none,pumer,tome", split="test", batch_size=64,

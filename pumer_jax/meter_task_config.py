@@ -8,10 +8,11 @@ from pumer_jax.config_defaults import base_config, parse_arg, reduce_config
 from pumer_jax.data.shapes_vqa import ANSWERS, tokenizer as shapes_tokenizer
 
 # The tiny model of `runlocal`: checks the wiring on a laptop in a minute.
+# Every module's depth is even, so EfficientVLM can halve it.
 RUNLOCAL_MODEL = dict(
-    vision_hidden_size=32, vision_num_layers=1, vision_num_heads=2,
+    vision_hidden_size=32, vision_num_layers=2, vision_num_heads=2,
     vision_intermediate_size=64, image_size=64, patch_size=16,
-    text_hidden_size=32, text_num_layers=1, text_num_heads=2,
+    text_hidden_size=32, text_num_layers=2, text_num_heads=2,
     text_intermediate_size=64, hidden_size=32, num_fusion_layers=2,
     num_attention_heads=4, intermediate_size=64, input_size=(64, 64))
 

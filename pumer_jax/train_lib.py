@@ -27,11 +27,15 @@ import orbax.checkpoint as ocp
 
 from pumer_jax import checkpoint as model_checkpoint
 from pumer_jax import losses, optim, sharding
+from pumer_jax.compress import distill as compress_distill
+from pumer_jax.compress import gates as gates_lib
+from pumer_jax.compress import hard_concrete
 from pumer_jax.models import ARCHITECTURES
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.models.reducers import ReduceConfig
 from pumer_jax.reduce import keep_ratio_loss
 
+GATES_DIR = "gates"  # a pruning run's learned log_alpha and lambdas
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = ("total_steps", "log_every", "checkpoint_every",
                   "keep_checkpoints", "eval", "progress")
@@ -84,10 +88,15 @@ def build_model(config: ml_collections.ConfigDict):
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation,
     example: dict[str, Any], rng: jax.Array,
+    extra_params: dict[str, Any] | None = None,
 ) -> TrainState:
-  """Initial state (boxed params: logical axis metadata kept for sharding)."""
+  """Initial state (boxed params: logical axis metadata kept for sharding).
+
+  `extra_params` join the model's (EfficientVLM's gate state).
+  """
   init_rng, state_rng = jax.random.split(rng)
-  params = model.init(init_rng, **example)["params"]
+  params = {**model.init(init_rng, **example)["params"],
+            **(extra_params or {})}
   opt_state = tx.init(nn.meta.unbox(params))
   return TrainState(jnp.zeros((), jnp.int32), params, opt_state, state_rng)
 
@@ -106,17 +115,17 @@ def state_shardings(abstract: TrainState, tx, mesh) -> TrainState:
   return TrainState(rep, param_sh, opt_sh, rep)
 
 
-def init_sharded_state(model, tx, example, rng, mesh):
+def init_sharded_state(model, tx, example, rng, mesh, extra_params=None):
   """Creates the state already sharded: parameters are born on devices.
 
   Returns (state with unboxed params, its shardings).
   """
   abstract = jax.eval_shape(
-      lambda r: create_train_state(model, tx, example, r), rng)
+      lambda r: create_train_state(model, tx, example, r, extra_params), rng)
   shardings = state_shardings(abstract, tx, mesh)
 
   def init(r):
-    state = create_train_state(model, tx, example, r)
+    state = create_train_state(model, tx, example, r, extra_params)
     return state.replace(params=nn.meta.unbox(state.params))
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(
@@ -133,28 +142,68 @@ def init_sharded_state(model, tx, example, rng, mesh):
 def make_train_step(
     model: nn.Module, tx: optax.GradientTransformation,
     config: ml_collections.ConfigDict, teacher: nn.Module | None = None,
+    gate_layout: Any = None,
 ):
   """The train step `(state, batch, teacher_params) -> (state, metrics)`.
 
   Loss = task + distill.logits * KL(teacher || student) on logits
   + distill.hidden * MSE of the pooled features (their shapes agree even
   when the student drops tokens) + DynamicViT's ratio loss.
+  EfficientVLM stages (`config.stage`) weigh task, logits KL, attention and
+  hidden-state KD by `config.kd`; pruning (`gate_layout`) samples gates
+  from `params["hard_concrete"]` and adds the sparsity Lagrangian.
   """
   task_loss = losses.TASK_LOSSES[config.task]
   label_key = "labels" if config.task == "vqa" else "label"
   reduce = model.config.reduce
   distill = config.distill
+  kd_weights, prune = config.kd, config.prune
+  efficientvlm = bool(config.stage)
 
-  def loss_fn(params, batch, teacher_params, rng):
+  def loss_fn(params, batch, teacher_params, rng, step):
     if config.task == "retrieval":
       batch = losses.itm_pairs(batch)
-    drop_rng, gumbel_rng = jax.random.split(rng)
+    drop_rng, gumbel_rng, gate_rng = jax.random.split(rng, 3)
+    gate_state = params.get(optim.GATE_STATE)
+    gates = None
+    if gate_state is not None:
+      params = {k: v for k, v in params.items() if k != optim.GATE_STATE}
+      frozen = (step >= prune.freeze_step) & (prune.freeze_step >= 0)
+      gates = gates_lib.masks(gate_rng, gate_state["log_alpha"], frozen)
+    maps = dict(output_attentions=efficientvlm and kd_weights.attn > 0,
+                output_hidden_states=efficientvlm and kd_weights.hidden > 0)
     out = model.apply({"params": params}, **model_inputs(batch), train=True,
-                      rngs={"dropout": drop_rng, "gumbel": gumbel_rng})
+                      rngs={"dropout": drop_rng, "gumbel": gumbel_rng},
+                      gates=gates, **maps)
     valid = batch["valid"]
     task = losses.masked_mean(task_loss(out["logits"], batch[label_key]),
                               valid)
     metrics = {"task_loss": task}
+    if efficientvlm:
+      loss = kd_weights.task * task
+      t_out = teacher.apply({"params": teacher_params}, **model_inputs(batch),
+                            train=False, **maps)
+      kd_terms = {"logits": losses.logits_kl(out["logits"], t_out["logits"],
+                                             kd_weights.temperature)}
+      if maps["output_attentions"] or maps["output_hidden_states"]:
+        maps_kd = compress_distill.distill_losses(out, t_out)
+        kd_terms.update({k: v for k, v in maps_kd.items()
+                         if kd_weights[k] > 0})
+      for name, value in kd_terms.items():
+        metrics[f"kd_{name}"] = losses.masked_mean(value, valid)
+        loss = loss + kd_weights[name] * metrics[f"kd_{name}"]
+      if gate_state is not None:
+        sparsity = gate_layout.expected_sparsity(gate_state["log_alpha"])
+        target = gates_lib.target_at(step, prune.target, prune.warmup_steps)
+        lagrangian = gates_lib.lagrangian(sparsity, target,
+                                          gate_state["lambdas"])
+        loss = loss + lagrangian
+        metrics.update(expected_sparsity=sparsity, target_sparsity=target,
+                       lagrangian=lagrangian,
+                       lambda1=gate_state["lambdas"][0],
+                       lambda2=gate_state["lambdas"][1])
+      metrics["loss"] = loss
+      return loss, metrics
     loss = distill.task_weight * task if teacher is not None else task
     if teacher is not None:
       t_out = teacher.apply({"params": teacher_params},
@@ -178,9 +227,14 @@ def make_train_step(
   def train_step(state: TrainState, batch, teacher_params):
     rng = jax.random.fold_in(state.rng, state.step)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(
-        state.params, batch, teacher_params, rng)
+        state.params, batch, teacher_params, rng, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if optim.GATE_STATE in params:
+      gate_state = dict(params[optim.GATE_STATE])
+      gate_state["log_alpha"] = jax.tree.map(
+          hard_concrete.clip_log_alpha, gate_state["log_alpha"])
+      params = {**params, optim.GATE_STATE: gate_state}
     metrics["grad_norm"] = optax.global_norm(grads)
     new_state = state.replace(step=state.step + 1, params=params,
                               opt_state=opt_state)
@@ -332,10 +386,16 @@ class StopRequested:
 
 def load_teacher(config, mesh, example):
   """The frozen distillation teacher and its sharded parameters, or Nones."""
-  if not config.distill.teacher:
+  source = config.teacher_checkpoint if config.stage else (
+      config.distill.teacher)
+  if config.stage and not source:
+    raise ValueError(
+        f"stage={config.stage!r} distils from --config.teacher_checkpoint="
+        "DIR (the unreduced, full-depth model); it is empty.")
+  if not source:
     return None, None, None
   teacher, variables = model_checkpoint.load_model(
-      config.distill.teacher, reduce=ReduceConfig(method="none"))
+      source, reduce=ReduceConfig(method="none"))
   abstract = jax.eval_shape(
       lambda: teacher.init(jax.random.PRNGKey(0), **example))["params"]
   shardings = sharding.logical_shardings(abstract, mesh)
@@ -343,8 +403,8 @@ def load_teacher(config, mesh, example):
     params = jax.device_put(variables["params"], shardings)
   except ValueError as e:
     raise ValueError(
-        f"distill.teacher={config.distill.teacher} does not fit the model "
-        f"its config describes ({e}).") from e
+        f"teacher {source} does not fit the model its config describes "
+        f"({e}).") from e
   return teacher, params, shardings
 
 
@@ -355,7 +415,14 @@ def init_params_from(config, state: TrainState) -> TrainState:
   predictors) keep their fresh initialisation and are listed.
   """
   _, variables = model_checkpoint.load_model(config.init_from)
-  saved = flax.traverse_util.flatten_dict(variables["params"])
+  return overwrite_params(state, variables["params"], config.init_from)
+
+
+def overwrite_params(state: TrainState, saved_params: Any, source: str
+                     ) -> TrainState:
+  """`state` with every parameter `saved_params` has (same shape) copied in,
+  sharded as before; the others keep their fresh values and are listed."""
+  saved = flax.traverse_util.flatten_dict(saved_params)
   mine = flax.traverse_util.flatten_dict(state.params)
   kept, fresh = {}, []
   for key, value in mine.items():
@@ -366,7 +433,7 @@ def init_params_from(config, state: TrainState) -> TrainState:
       kept[key] = value
       fresh.append("/".join(key))
   if fresh:
-    print(f"init_from {config.init_from}: {len(fresh)} parameters keep their "
+    print(f"init from {source}: {len(fresh)} parameters keep their "
           f"fresh init: {fresh[:6]}{' ...' if len(fresh) > 6 else ''}")
   return state.replace(params=flax.traverse_util.unflatten_dict(kept))
 
@@ -386,7 +453,14 @@ def train_and_evaluate(
     claim_workdir(workdir, config)
 
   # ----- Model --------------------------------------------------------------
-  model, model_config, example = build_model(config)
+  start_params = None  # EfficientVLM stages start from a checkpoint
+  if config.stage:
+    model_config, start_params = compress_distill.stage_model(config)
+    arch = ARCHITECTURES[config.arch]
+    model = arch.module(model_config)
+    example = arch.example_inputs(model_config, 1, config.data.text_len)
+  else:
+    model, model_config, example = build_model(config)
 
   # ----- Mesh ---------------------------------------------------------------
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
@@ -403,15 +477,22 @@ def train_and_evaluate(
   # ----- Sharded state ------------------------------------------------------
   abstract_params = nn.meta.unbox(jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), **example))["params"])
-  tx = optim.make_optimizer(config.optim, config.total_steps, abstract_params)
+  gate_layout, extra_params = None, None
+  if config.stage == "prune":
+    gate_layout = gates_lib.GateLayout.build(model_config, abstract_params)
+    extra_params = {optim.GATE_STATE: gates_lib.init_state(gate_layout)}
+    abstract_params = {**abstract_params, **extra_params}
+  tx = optim.make_optimizer(config.optim, config.total_steps, abstract_params,
+                            gate_lr=config.prune.reg_lr)
   rng = jax.random.PRNGKey(config.seed)
-  state, shardings = init_sharded_state(model, tx, example, rng, mesh)
+  state, shardings = init_sharded_state(model, tx, example, rng, mesh,
+                                        extra_params)
 
   # ----- Teacher ------------------------------------------------------------
   teacher, teacher_params, teacher_sh = load_teacher(config, mesh, example)
   step_fn = jit_train_step(
-      make_train_step(model, tx, config, teacher), shardings, mesh,
-      teacher_sh)
+      make_train_step(model, tx, config, teacher, gate_layout), shardings,
+      mesh, teacher_sh)
 
   # ----- Resume -------------------------------------------------------------
   manager = checkpoint_manager(workdir, config)
@@ -420,6 +501,8 @@ def train_and_evaluate(
     state = restored
     set_iterator_state(train_iter, data_state)
     print(f"resumed from step {int(state.step)} in {workdir}")
+  elif start_params is not None:
+    state = overwrite_params(state, start_params, f"stage {config.stage}")
   elif config.init_from:
     state = init_params_from(config, state)
 
@@ -458,8 +541,12 @@ def train_and_evaluate(
     manager.close()
   # The trained model in the format eval.py, init_from and distill.teacher
   # read. Re-exported (replaced) when a resumed run finishes again.
-  model_checkpoint.save_model(workdir / "model", model_config, state.params,
+  params = {k: v for k, v in state.params.items() if k != optim.GATE_STATE}
+  model_checkpoint.save_model(workdir / "model", model_config, params,
                               overwrite=True)
+  if optim.GATE_STATE in state.params:
+    gates_lib.save_gate_state(workdir / GATES_DIR,
+                              state.params[optim.GATE_STATE])
   return state
 
 

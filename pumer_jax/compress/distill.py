@@ -116,3 +116,44 @@ def distill_losses(student_out: dict, teacher_out: dict) -> dict[str, Any]:
       METER_HIDDEN, attention=False)]
   return {"attn": jnp.mean(jnp.stack(attn), axis=0),
           "hidden": jnp.mean(jnp.stack(hidden), axis=0)}
+
+
+STAGES = ("", "distill", "prune")
+
+
+def stage_model(config) -> tuple[Any, Any]:
+  """The model config and starting parameters of an EfficientVLM stage.
+
+  `distill`: the half-depth student of `config.teacher_checkpoint`,
+  initialised from its odd layers. `prune`: the stage-1 student saved at
+  `config.init_checkpoint`, unchanged. The checkpoints, not `config.model`,
+  fix the architecture; its family must be `config.arch`.
+  """
+  from pumer_jax import checkpoint  # local: checkpoint imports the models
+
+  if config.stage not in STAGES[1:]:
+    raise ValueError(f"stage={config.stage!r} must be one of {STAGES[1:]}.")
+  if config.stage == "prune" and not 0.0 <= config.prune.target < 1.0:
+    raise ValueError(
+        f"prune.target={config.prune.target!r} must be in [0, 1): the "
+        "fraction of the prunable parameters to remove.")
+  source = (config.teacher_checkpoint if config.stage == "distill"
+            else config.init_checkpoint)
+  key = "teacher_checkpoint" if config.stage == "distill" else (
+      "init_checkpoint")
+  if not source:
+    raise ValueError(
+        f"stage={config.stage!r} needs --config.{key}=DIR (a model "
+        "checkpoint: train.py's WORKDIR/model or convert.py's output).")
+  model, variables = checkpoint.load_model(source)
+  family = type(model).__name__.lower()
+  if family != config.arch:
+    raise ValueError(
+        f"{key}={source} holds a {family} model, but this config's arch is "
+        f"{config.arch!r}; use model={family} or a {config.arch} checkpoint.")
+  from pumer_jax.models.reducers import ReduceConfig
+  reduce = ReduceConfig.from_mapping(config.reduce)
+  if config.stage == "distill":
+    student = student_config(model.config).replace(reduce=reduce)
+    return student, init_student(model.config, variables["params"])
+  return model.config.replace(reduce=reduce), variables["params"]

@@ -200,12 +200,52 @@ def flip_sign() -> optax.GradientTransformation:
   return optax.scale(-1.0)
 
 
+def gate_transforms(reg_lr: float) -> dict[str, optax.GradientTransformation]:
+  """Adam at `prune.reg_lr`: descent for `log_alpha`, ascent for `lambdas`
+  (the optimiser groups of `hard_concrete/{log_alpha,lambdas}`)."""
+  return {"log_alpha": optax.adam(reg_lr),
+          "lambdas": optax.chain(flip_sign(), optax.adam(reg_lr))}
+
+
 def gate_optimizer(reg_lr: float) -> optax.GradientTransformation:
-  """Adam on `{"log_alpha": ..., "lambdas": ...}` at `prune.reg_lr`:
-  descent for log_alpha, ascent for the Lagrange multipliers."""
+  """`gate_transforms` over a `{"log_alpha": ..., "lambdas": ...}` tree."""
   labels = lambda tree: {k: jax.tree.map(lambda _: k, v)
                          for k, v in tree.items()}
-  return optax.multi_transform(
-      {"log_alpha": optax.adam(reg_lr),
-       "lambdas": optax.chain(flip_sign(), optax.adam(reg_lr))},
-      labels)
+  return optax.multi_transform(gate_transforms(reg_lr), labels)
+
+
+def init_state(layout: GateLayout) -> dict[str, Any]:
+  """The trainable gate state: `log_alpha` per gate, two lambdas at 0."""
+  return {"log_alpha": layout.init_log_alpha(),
+          "lambdas": jnp.zeros((2,), jnp.float32)}
+
+
+def masks(rng: jax.Array, log_alpha: Any, frozen: jax.Array) -> Any:
+  """Sampled masks while training, deterministic once `frozen`."""
+  sampled = sample_gates(rng, log_alpha)
+  fixed = deterministic_gates(log_alpha)
+  return jax.tree.map(lambda s, f: jnp.where(frozen, f, s), sampled, fixed)
+
+
+def save_gate_state(directory, gate_state: Any) -> None:
+  """Writes a pruning run's `log_alpha`/`lambdas` (orbax), replacing any."""
+  import pathlib
+
+  import orbax.checkpoint as ocp
+  directory = pathlib.Path(directory).absolute()
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(directory, jax.device_get(gate_state), force=True)
+
+
+def load_gate_state(directory) -> dict[str, Any]:
+  """Reads what `save_gate_state` wrote; a clear error when it is absent."""
+  import pathlib
+
+  import orbax.checkpoint as ocp
+  directory = pathlib.Path(directory).absolute()
+  if not directory.exists():
+    raise FileNotFoundError(
+        f"{directory} is missing: that run has no gates (train it with "
+        "configs/efficientvlm.py:stage=prune first).")
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(directory)
