@@ -39,6 +39,8 @@ def config_from_dict(values: dict[str, Any]) -> Any:
   values["reduce"] = ReduceConfig.from_mapping(values.get("reduce") or {})
   if values.get("input_size") is not None:
     values["input_size"] = tuple(values["input_size"])
+  values["pruned_sizes"] = tuple(
+      (m, k, tuple(sizes)) for m, k, sizes in values.get("pruned_sizes", ()))
   return cls(**values)
 
 

@@ -30,12 +30,12 @@ from pumer_jax import losses, optim, sharding
 from pumer_jax.compress import distill as compress_distill
 from pumer_jax.compress import gates as gates_lib
 from pumer_jax.compress import hard_concrete
+from pumer_jax.compress.finalize import GATES_DIR
 from pumer_jax.models import ARCHITECTURES
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.models.reducers import ReduceConfig
 from pumer_jax.reduce import keep_ratio_loss
 
-GATES_DIR = "gates"  # a pruning run's learned log_alpha and lambdas
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = ("total_steps", "log_every", "checkpoint_every",
                   "keep_checkpoints", "eval", "progress")

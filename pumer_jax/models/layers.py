@@ -74,6 +74,20 @@ def constrain_batch(x: jax.Array) -> jax.Array:
   return nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1))
 
 
+class Bias(nn.Module):
+  """A learned bias alone: what a fully pruned attention or FFN leaves."""
+
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, batch_shape: tuple[int, ...]) -> jax.Array:
+    bias = self.param("bias", nn.with_logical_partitioning(
+        nn.initializers.zeros_init(), ("embed",)), (self.features,))
+    return jnp.broadcast_to(bias.astype(self.dtype),
+                            tuple(batch_shape) + (self.features,))
+
+
 def attention_weights(
     logits: jax.Array, key_weight: jax.Array, key_present: jax.Array
 ) -> jax.Array:
@@ -116,6 +130,10 @@ class MultiHeadAttention(nn.Module):
   dropout_rate: float = 0.0
   prop_attn: bool = True
   dtype: Dtype = jnp.float32
+  # Set when heads were pruned away (EfficientVLM): the width of each head
+  # stays hidden_size / (the unpruned head count). 0 heads is allowed: the
+  # attention then adds only its output bias.
+  head_dim: int | None = None
 
   @nn.compact
   def __call__(
@@ -138,7 +156,12 @@ class MultiHeadAttention(nn.Module):
       deterministic: disables attention dropout.
     """
     context = x if context is None else context
-    head_dim = self.hidden_size // self.num_heads
+    head_dim = self.head_dim or self.hidden_size // self.num_heads
+    if self.num_heads == 0:  # every head pruned: the output bias remains
+      batch, nq, nk = x.shape[0], x.shape[1], context.shape[1]
+      return Bias(self.hidden_size, self.dtype, name="out")((batch, nq)), {
+          "keys": jnp.zeros((batch, nk, head_dim), self.dtype),
+          "probs": jnp.zeros((batch, 0, nq, nk), jnp.float32)}
     shape = (self.num_heads, head_dim)
 
     def project(name, inputs):
@@ -179,6 +202,8 @@ class Mlp(nn.Module):
   def __call__(
       self, x: jax.Array, unit_gate: jax.Array | None = None
   ) -> jax.Array:
+    if self.intermediate_size == 0:  # every unit pruned: fc2's bias remains
+      return Bias(self.hidden_size, self.dtype, name="fc2")(x.shape[:-1])
     h = dense(self.intermediate_size, ("embed", "mlp"), "fc1",
               dtype=self.dtype)(x)
     h = ACTIVATIONS[self.activation](h)
@@ -196,6 +221,22 @@ def gate_row(gates: dict | None, module: str, kind: str, layer: int
   if gates is None or module not in gates or kind not in gates[module]:
     return None
   return gates[module][kind][layer]
+
+
+PrunedSizes = tuple[tuple[str, str, tuple[int, ...]], ...]
+
+
+def pruned_size(pruned: PrunedSizes, module: str, kind: str, layer: int,
+                default: int) -> int:
+  """Layer `layer`'s head count or FFN width after EfficientVLM's slicing.
+
+  `pruned` holds `(module, kind, sizes per layer)` rows, the kinds of the
+  gate tree (`heads`, `cross_heads`, `units`); `default` where absent.
+  """
+  for m, k, sizes in pruned:
+    if (m, k) == (module, kind):
+      return sizes[layer]
+  return default
 
 
 def quick_gelu(x: jax.Array) -> jax.Array:

@@ -48,8 +48,10 @@ from pumer_jax.models.layers import (
     constrain_batch,
     dense,
     embed,
+    PrunedSizes,
     gate_row,
     layer_norm,
+    pruned_size,
 )
 from pumer_jax.models.reducers import (
     ReduceConfig,
@@ -111,6 +113,9 @@ class MeterConfig:
   input_size: tuple[int, int] | None = None
   dtype: str = "float32"
   reduce: ReduceConfig = ReduceConfig()
+  # A model sliced by EfficientVLM (`compress/finalize.py`): per module and
+  # kind, the heads or FFN units each layer kept. () = unpruned.
+  pruned_sizes: PrunedSizes = ()
 
   def __post_init__(self):
     if self.head not in TASK_HEADS:
@@ -152,6 +157,11 @@ class MeterConfig:
   def replace(self, **changes) -> "MeterConfig":
     return dataclasses.replace(self, **changes)
 
+  def layer_size(self, module: str, kind: str, layer: int, default: int
+                 ) -> int:
+    """Heads or FFN units of one layer, after any EfficientVLM slicing."""
+    return pruned_size(self.pruned_sizes, module, kind, layer, default)
+
 
 # ---------------------------------------------------------------------------
 # Encoders
@@ -162,6 +172,7 @@ class ClipLayer(nn.Module):
   """CLIP's pre-LN residual block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
   config: MeterConfig
+  layer: int = 0  # its index: a sliced model's layers differ in size
 
   @nn.compact
   def __call__(self, x, size, *, head_gate=None, unit_gate=None,
@@ -169,13 +180,15 @@ class ClipLayer(nn.Module):
     c = self.config
     dtype = DTYPES[c.dtype]
     h, aux = MultiHeadAttention(
-        c.vision_num_heads, c.vision_hidden_size, prop_attn=False,
-        dtype=dtype, name="self_attn",
+        c.layer_size("vision", "heads", self.layer, c.vision_num_heads),
+        c.vision_hidden_size, prop_attn=False, dtype=dtype,
+        head_dim=c.vision_hidden_size // c.vision_num_heads, name="self_attn",
     )(layer_norm(c.vision_layer_norm_eps, "layer_norm1", dtype)(x), size,
       head_gate=head_gate, deterministic=deterministic)
     x = x + h
-    h = Mlp(c.vision_intermediate_size, c.vision_hidden_size, c.vision_act,
-            dtype, name="mlp")(
+    h = Mlp(c.layer_size("vision", "units", self.layer,
+                         c.vision_intermediate_size),
+            c.vision_hidden_size, c.vision_act, dtype, name="mlp")(
                 layer_norm(c.vision_layer_norm_eps, "layer_norm2", dtype)(x),
                 unit_gate)
     return x + h, aux
@@ -230,7 +243,7 @@ class ClipVisionEncoder(nn.Module):
     hidden_states, attentions = [], []
     for i in range(c.vision_num_layers):
       hidden_states.append(x)
-      x, aux = ClipLayer(c, name=f"layer_{i}")(
+      x, aux = ClipLayer(c, i, name=f"layer_{i}")(
           x, size, head_gate=gate_row(gates, "vision", "heads", i),
           unit_gate=gate_row(gates, "vision", "units", i),
           deterministic=deterministic)
@@ -251,6 +264,7 @@ class BertLayer(nn.Module):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  head_dim: int | None = None
 
   @nn.compact
   def __call__(self, x, size, *, head_gate=None, unit_gate=None,
@@ -259,7 +273,7 @@ class BertLayer(nn.Module):
     h, aux = MultiHeadAttention(
         self.num_heads, self.hidden_size,
         dropout_rate=self.attention_dropout_rate, prop_attn=False,
-        dtype=self.dtype, name="attention",
+        dtype=self.dtype, head_dim=self.head_dim, name="attention",
     )(x, size, head_gate=head_gate, deterministic=deterministic)
     x = layer_norm(self.eps, "attention_norm", self.dtype)(
         x + drop(h, deterministic))
@@ -304,9 +318,11 @@ class RobertaEncoder(nn.Module):
     for i in range(c.text_num_layers):
       hidden_states.append(x)
       x, aux = BertLayer(
-          c.text_num_heads, d, c.text_intermediate_size, c.text_act,
-          c.text_layer_norm_eps, c.hidden_dropout_prob,
-          c.attention_probs_dropout_prob, dtype, name=f"layer_{i}",
+          c.layer_size("text", "heads", i, c.text_num_heads), d,
+          c.layer_size("text", "units", i, c.text_intermediate_size),
+          c.text_act, c.text_layer_norm_eps, c.hidden_dropout_prob,
+          c.attention_probs_dropout_prob, dtype,
+          head_dim=d // c.text_num_heads, name=f"layer_{i}",
       )(x, size, head_gate=gate_row(gates, "text", "heads", i),
         unit_gate=gate_row(gates, "text", "units", i),
         deterministic=deterministic)
@@ -328,20 +344,25 @@ class CrossLayer(nn.Module):
   """
 
   config: MeterConfig
+  module: str = "fusion_text"  # or "fusion_image": its gate/pruning module
+  layer: int = 0
 
   def setup(self):
     c = self.config
     dtype = DTYPES[c.dtype]
-    attention = lambda name: MultiHeadAttention(
-        c.num_attention_heads, c.hidden_size,
-        dropout_rate=c.attention_probs_dropout_prob,
-        prop_attn=c.reduce.prop_attn, dtype=dtype, name=name)
-    self.attention = attention("attention")
+    attention = lambda name, kind: MultiHeadAttention(
+        c.layer_size(self.module, kind, self.layer, c.num_attention_heads),
+        c.hidden_size, dropout_rate=c.attention_probs_dropout_prob,
+        prop_attn=c.reduce.prop_attn, dtype=dtype,
+        head_dim=c.hidden_size // c.num_attention_heads, name=name)
+    self.attention = attention("attention", "heads")
     self.attention_norm = layer_norm(c.layer_norm_eps, "attention_norm", dtype)
-    self.crossattention = attention("crossattention")
+    self.crossattention = attention("crossattention", "cross_heads")
     self.crossattention_norm = layer_norm(c.layer_norm_eps,
                                           "crossattention_norm", dtype)
-    self.mlp = Mlp(c.intermediate_size, c.hidden_size, c.hidden_act, dtype)
+    self.mlp = Mlp(
+        c.layer_size(self.module, "units", self.layer, c.intermediate_size),
+        c.hidden_size, c.hidden_act, dtype)
     self.output_norm = layer_norm(c.layer_norm_eps, "output_norm", dtype)
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
@@ -391,9 +412,11 @@ class MeterModel(nn.Module):
     # Modality embeddings: 0 text, 1.. one per image (NLVR2 has two).
     self.token_type_embeddings = embed(c.num_images + 1, c.hidden_size,
                                        "token_type_embeddings", dtype)
-    self.text_layers = [CrossLayer(c, name=f"text_layer_{i}")
+    self.text_layers = [CrossLayer(c, "fusion_text", i,
+                                   name=f"text_layer_{i}")
                         for i in range(c.num_fusion_layers)]
-    self.image_layers = [CrossLayer(c, name=f"image_layer_{i}")
+    self.image_layers = [CrossLayer(c, "fusion_image", i,
+                                    name=f"image_layer_{i}")
                          for i in range(c.num_fusion_layers)]
     if c.reduce.method == "dynamicvit":
       self.keep_predictors = [

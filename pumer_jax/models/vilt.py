@@ -38,8 +38,10 @@ from pumer_jax.models.layers import (
     align_corners_resize,
     constrain_batch,
     embed,
+    PrunedSizes,
     gate_row,
     layer_norm,
+    pruned_size,
 )
 from pumer_jax.models.reducers import (
     ReduceConfig,
@@ -91,6 +93,9 @@ class ViltConfig:
   input_size: tuple[int, int] | None = None
   dtype: str = "float32"
   reduce: ReduceConfig = ReduceConfig()
+  # A model sliced by EfficientVLM (`compress/finalize.py`): per module and
+  # kind, the heads or FFN units each layer kept. () = unpruned.
+  pruned_sizes: PrunedSizes = ()
 
   def __post_init__(self):
     if self.head not in TASK_HEADS:
@@ -120,6 +125,11 @@ class ViltConfig:
 
   def replace(self, **changes) -> "ViltConfig":
     return dataclasses.replace(self, **changes)
+
+  def layer_size(self, module: str, kind: str, layer: int, default: int
+                 ) -> int:
+    """Heads or FFN units of one layer, after any EfficientVLM slicing."""
+    return pruned_size(self.pruned_sizes, module, kind, layer, default)
 
   @classmethod
   def from_hf(cls, hf: dict[str, Any], **overrides) -> "ViltConfig":
@@ -218,6 +228,7 @@ class ViltLayer(nn.Module):
   """A pre-LN block split in two, so a reducer can act between its halves."""
 
   config: ViltConfig
+  layer: int = 0  # its index: a sliced model's layers differ in size
 
   def setup(self):
     c = self.config
@@ -225,13 +236,18 @@ class ViltLayer(nn.Module):
     self.layernorm_before = layer_norm(c.layer_norm_eps, "layernorm_before",
                                        dtype)
     self.attention = MultiHeadAttention(
-        num_heads=c.num_attention_heads, hidden_size=c.hidden_size,
-        qkv_bias=c.qkv_bias, dropout_rate=c.attention_probs_dropout_prob,
+        num_heads=c.layer_size("vilt", "heads", self.layer,
+                               c.num_attention_heads),
+        hidden_size=c.hidden_size, qkv_bias=c.qkv_bias,
+        dropout_rate=c.attention_probs_dropout_prob,
         prop_attn=c.reduce.prop_attn, dtype=dtype,
+        head_dim=c.hidden_size // c.num_attention_heads,
     )
     self.layernorm_after = layer_norm(c.layer_norm_eps, "layernorm_after",
                                       dtype)
-    self.mlp = Mlp(c.intermediate_size, c.hidden_size, c.hidden_act, dtype)
+    self.mlp = Mlp(
+        c.layer_size("vilt", "units", self.layer, c.intermediate_size),
+        c.hidden_size, c.hidden_act, dtype)
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
   def attend(self, x, size, *, key_policy=None, head_gate=None,
@@ -259,7 +275,7 @@ class ViltModel(nn.Module):
   def setup(self):
     c = self.config
     self.embeddings = ViltEmbeddings(c)
-    self.layers = [ViltLayer(c, name=f"layer_{i}")
+    self.layers = [ViltLayer(c, i, name=f"layer_{i}")
                    for i in range(c.num_hidden_layers)]
     if c.reduce.method == "dynamicvit":
       self.keep_predictors = [
