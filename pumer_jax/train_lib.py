@@ -185,10 +185,7 @@ def make_train_step(
                             train=False, **maps)
       kd_terms = {"logits": losses.logits_kl(out["logits"], t_out["logits"],
                                              kd_weights.temperature)}
-      if maps["output_attentions"] or maps["output_hidden_states"]:
-        maps_kd = compress_distill.distill_losses(out, t_out)
-        kd_terms.update({k: v for k, v in maps_kd.items()
-                         if kd_weights[k] > 0})
+      kd_terms.update(compress_distill.distill_losses(out, t_out))
       for name, value in kd_terms.items():
         metrics[f"kd_{name}"] = losses.masked_mean(value, valid)
         loss = loss + kd_weights[name] * metrics[f"kd_{name}"]

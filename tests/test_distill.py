@@ -93,3 +93,10 @@ def test_kd_maps_pair_student_i_with_teacher_2i_and_2i_plus_1():
   out = distill.distill_losses(shifted, teacher)
   assert (np.asarray(out["attn"]) > 0).all()
   assert (np.asarray(out["hidden"]) > 0).all()
+
+
+def test_kd_terms_follow_the_requested_outputs():
+  attn = (jnp.ones((1, 1, 2, 2)),)
+  only_attn = distill.distill_losses({"attentions": attn},
+                                     {"attentions": attn * 2})
+  assert set(only_attn) == {"attn"}

@@ -8,7 +8,8 @@ import pytest
 from pumer_jax import checkpoint, train_lib
 from pumer_jax.compress import gates as gates_lib
 from pumer_jax.models import Vilt
-from train_fixtures import CountingIterator, init_model, tiny_config
+from train_fixtures import (CountingIterator, init_model, tiny_config,
+                            with_overrides)
 
 STAGE = {"total_steps": 3, "checkpoint_every": 10}
 
@@ -100,3 +101,54 @@ def test_efficientvlm_config_variants():
     assert c.stage == arg.split(",")[1].split("=")[1]
   with pytest.raises(ValueError, match="stage="):
     module.get_config("stage=finalize")
+
+
+def meter_config(**overrides):
+  """A tiny METER run on CountingIterator's batches (32x32, text 8)."""
+  from pumer_jax.config_defaults import base_config
+  c = base_config("meter")
+  c.model.update(dict(
+      vision_hidden_size=16, vision_num_layers=2, vision_num_heads=2,
+      vision_intermediate_size=24, image_size=32, patch_size=16,
+      vocab_size=30, text_hidden_size=16, text_num_layers=2,
+      text_num_heads=2, text_intermediate_size=24, max_position_embeddings=12,
+      hidden_size=16, num_fusion_layers=2, num_attention_heads=2,
+      intermediate_size=24, num_labels=5, input_size=(32, 32)))
+  c.data.text_len = 8
+  c.batch_size = 8
+  c.log_every = 1
+  c.progress = False
+  c.optim.warmup_steps = 1
+  c.unlock()
+  return with_overrides(c, {**STAGE, **overrides})
+
+
+@pytest.mark.slow
+def test_meter_prune_with_per_module_kd(tmp_path):
+  """METER: gates on every module, KD per module from the full teacher.
+
+  The student is built by `init_student` (test_distill checks it); the
+  distill stage's loss is the prune stage's without the Lagrangian.
+  """
+  from pumer_jax.compress import distill
+  config = meter_config()
+  model, params = init_model(config)
+  teacher = tmp_path / "teacher"
+  checkpoint.save_model(teacher, model.config, params)
+  student = tmp_path / "student"
+  checkpoint.save_model(student, distill.student_config(model.config),
+                        distill.init_student(model.config, params))
+  train_lib.train_and_evaluate(
+      meter_config(stage="prune", teacher_checkpoint=str(teacher),
+                   init_checkpoint=str(student)),
+      tmp_path / "pruned", CountingIterator())
+  state = gates_lib.load_gate_state(tmp_path / "pruned" / train_lib.GATES_DIR)
+  assert set(state["log_alpha"]) == {"vision", "text", "fusion_text",
+                                     "fusion_image"}
+  assert set(state["log_alpha"]["fusion_image"]) == {"heads", "cross_heads",
+                                                     "units"}
+  assert state["log_alpha"]["vision"]["heads"].shape == (1, 2)
+  rows = metrics(tmp_path / "pruned")
+  for r in rows:
+    assert r["kd_attn"] > 0 and r["kd_hidden"] > 0
+    assert 0.0 <= r["expected_sparsity"] < 1.0

@@ -29,6 +29,11 @@ def tiny_config(**overrides):
       text_merge_ratio=0.2)
   c.reducers.tome = reduce_config(method="tome", tome_r=3)
   c.eval.timing_min_seconds = 0.0
+  return with_overrides(c, overrides)
+
+
+def with_overrides(c, overrides):
+  """Sets dotted keys (`"prune.target": 0.5`) on an unlocked config; locks."""
   for key, value in overrides.items():
     node = c
     *path, last = key.split(".")

@@ -105,17 +105,21 @@ def distill_losses(student_out: dict, teacher_out: dict) -> dict[str, Any]:
   """EfficientVLM's KD terms, each a per-example [B] loss.
 
   `attn`: mean over student layers of the attention-probability MSE against
-  teacher layer 2i+1; `hidden`: mean of hidden-state MSE against teacher
-  hidden 2i. Both outputs need `output_attentions`/`output_hidden_states`.
+  teacher layer 2i+1 (when both outputs hold `attentions`); `hidden`: mean
+  of hidden-state MSE against teacher hidden 2i (with `hidden_states`).
   """
-  attn = [losses.attention_mse(s, t) for s, t in _pairs(
-      student_out["attentions"], teacher_out["attentions"],
-      METER_ATTENTIONS, attention=True)]
-  hidden = [losses.hidden_mse(s, t) for s, t in _pairs(
-      student_out["hidden_states"], teacher_out["hidden_states"],
-      METER_HIDDEN, attention=False)]
-  return {"attn": jnp.mean(jnp.stack(attn), axis=0),
-          "hidden": jnp.mean(jnp.stack(hidden), axis=0)}
+  out = {}
+  if "attentions" in student_out:
+    out["attn"] = jnp.mean(jnp.stack([
+        losses.attention_mse(s, t) for s, t in _pairs(
+            student_out["attentions"], teacher_out["attentions"],
+            METER_ATTENTIONS, attention=True)]), axis=0)
+  if "hidden_states" in student_out:
+    out["hidden"] = jnp.mean(jnp.stack([
+        losses.hidden_mse(s, t) for s, t in _pairs(
+            student_out["hidden_states"], teacher_out["hidden_states"],
+            METER_HIDDEN, attention=False)]), axis=0)
+  return out
 
 
 STAGES = ("", "distill", "prune")
