@@ -822,7 +822,8 @@ def write_json(path: pathlib.Path, data: dict[str, Any]) -> pathlib.Path:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog="python -m pumer_jax.bench",
-      description="Throughput, FLOPs and memory of ViLT token reducers.")
+      description="Throughput, FLOPs and memory of token reducers on ViLT "
+                  "and METER.")
   parser.add_argument("--preset", choices=sorted(PRESETS), default="vilt_vqa")
   parser.add_argument("--methods", default=None,
                       help=f"comma-separated, from {','.join(METHODS)} "
@@ -848,6 +849,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="with --sweep: JSON list of {method, reduce, "
                            "accuracy} records to plot accuracy vs speedup")
   parser.add_argument("--no_progress", action="store_true")
+  parser.add_argument("--model_dir", default=None,
+                      help="time this checkpoint's architecture (e.g. a "
+                           "finalized EfficientVLM model) instead of the "
+                           "preset's; the preset gives shapes and methods")
   args = parser.parse_args(argv)
   if args.eval_results and not args.sweep:
     parser.error("--eval_results needs --sweep.")
@@ -857,20 +862,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   return args
 
 
+def checkpoint_architecture(model_dir: str) -> ModelConfig:
+  """A model checkpoint's config, unreduced: throughput needs no weights."""
+  from pumer_jax import checkpoint
+  path = pathlib.Path(model_dir) / checkpoint.CONFIG_FILE
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"{path} is missing: --model_dir must be a model checkpoint "
+        "(train.py's WORKDIR/model, convert.py's or finalize's --out).")
+  config = checkpoint.config_from_dict(json.loads(path.read_text()))
+  return config.replace(reduce=ReduceConfig())
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   preset = PRESETS[args.preset]
-  model = preset.model.replace(dtype=args.dtype)
+  model, label, image_size = preset.model, args.preset, preset.image_size
+  if args.model_dir:
+    model = checkpoint_architecture(args.model_dir)
+    label = f"{args.preset}_{pathlib.Path(args.model_dir).name}"
+    image_size = model.input_size or image_size
+  model = model.replace(dtype=args.dtype)
   kwargs = dict(
       batch_start=args.batch_start or preset.batch_start,
       batch_step=args.batch_step or preset.batch_step,
       max_batch=args.max_batch, memory_batch=args.memory_batch,
       repeats=args.repeats, warmup=args.warmup, min_seconds=args.min_seconds,
-      seed=args.seed, progress=not args.no_progress, preset=args.preset,
+      seed=args.seed, progress=not args.no_progress, preset=label,
   )
   if args.sweep:
     from pumer_jax.pareto import run_sweep
-    sweep = run_sweep(model, preset.text_len, preset.image_size,
+    sweep = run_sweep(model, preset.text_len, image_size,
                       out_dir=args.out, grid_base=preset.methods["pumer"],
                       grid=preset.sweep_grid,
                       eval_results=args.eval_results, **kwargs)
@@ -879,7 +901,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return sweep
   names = (args.methods.split(",") if args.methods else list(preset.methods))
   methods = select_methods(preset.methods, [n.strip() for n in names])
-  report = run_benchmark(model, methods, preset.text_len, preset.image_size,
+  report = run_benchmark(model, methods, preset.text_len, image_size,
                          peer=args.peer, peer_compile=args.peer_compile,
                          **kwargs)
   print(format_table(report))

@@ -273,3 +273,25 @@ def test_meter_paper_presets():
     for name, reduce in preset.methods.items():
       bench.check_setup(preset.model, {name: reduce}, preset.text_len,
                         preset.image_size, {})
+
+
+def test_cli_times_a_checkpoint_architecture(tmp_path):
+  """A finalized (sliced) model benchmarks like any other: --model_dir."""
+  from pumer_jax import checkpoint
+  sliced = TINY.replace(pruned_sizes=(("vilt", "heads", (1, 0)),
+                                      ("vilt", "units", (16, 64))))
+  model_dir = tmp_path / "small"
+  (model_dir).mkdir()
+  (model_dir / checkpoint.CONFIG_FILE).write_text(
+      json.dumps(checkpoint.config_to_dict(sliced)))
+  report = bench.main(["--preset", "tiny", "--model_dir", str(model_dir),
+                       "--methods", "none,smres", "--batch_start", "2",
+                       "--max_batch", "2", "--repeats", "1", "--warmup", "1",
+                       "--no_progress", "--out", str(tmp_path / "out")])
+  assert report["preset"] == "tiny_small"
+  full = bench.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64, **FAST)
+  # Fewer heads and units: fewer FLOPs than the unsliced model.
+  assert (report["results"][0]["flops_per_example"]
+          < full["results"][0]["flops_per_example"])
+  with pytest.raises(FileNotFoundError, match="model checkpoint"):
+    bench.main(["--preset", "tiny", "--model_dir", str(tmp_path)])
