@@ -139,3 +139,27 @@ def unfold_pooled(num_images: int, pooled: jax.Array) -> jax.Array:
   batch = pooled.shape[0] // num_images
   pooled = jnp.swapaxes(pooled.reshape(num_images, batch, -1), 0, 1)
   return pooled.reshape(batch, -1)
+
+
+def backbone_passes(c: Any, input_ids, pixel_values, attention_mask,
+                    token_type_ids) -> tuple[int, dict[str, Any]]:
+  """Checks a model's inputs and lays them out as its backbone's passes.
+
+  SmRes resizes the images; NLVR2's images fold into the batch
+  (`fold_images`). Returns (images per example, the backbone's inputs:
+  input_ids, attention_mask, token_type_ids, pixel_values, image_type).
+  """
+  input_ids, attention_mask, token_type_ids = check_text(
+      c, input_ids, attention_mask, token_type_ids)
+  pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
+  num_images = c.num_images if c.head == "nlvr2" else 1
+  if c.reduce.method == "smres":
+    pixel_values = resize_images(pixel_values, c.reduce.smres_size,
+                                 c.patch_size)
+  pixel_values, input_ids, attention_mask, token_type_ids, image_type = (
+      fold_images(num_images, pixel_values, input_ids, attention_mask,
+                  token_type_ids))
+  return num_images, dict(
+      input_ids=input_ids, attention_mask=attention_mask,
+      token_type_ids=token_type_ids, pixel_values=pixel_values,
+      image_type=image_type)

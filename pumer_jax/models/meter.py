@@ -33,10 +33,7 @@ from pumer_jax.models.dynamicvit import (
 )
 from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
 from pumer_jax.models.inputs import (
-    check_pixels,
-    check_text,
-    fold_images,
-    resize_images,
+    backbone_passes,
     unfold_pooled,
     zero_inputs,
 )
@@ -588,20 +585,11 @@ class Meter(nn.Module):
       gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
-    input_ids, attention_mask, token_type_ids = check_text(
-        c, input_ids, attention_mask, token_type_ids)
-    if c.type_vocab_size == 1:
-      token_type_ids = jnp.zeros_like(token_type_ids)  # RoBERTa has one type
-    pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
-    num_images = c.num_images if c.head == "nlvr2" else 1
-    if c.reduce.method == "smres":
-      pixel_values = resize_images(pixel_values, c.reduce.smres_size,
-                                   c.patch_size)
-    pixel_values, input_ids, attention_mask, token_type_ids, image_type = (
-        fold_images(num_images, pixel_values, input_ids, attention_mask,
-                    token_type_ids))
-    out = self.meter(input_ids, attention_mask, token_type_ids, pixel_values,
-                     image_type, train=train,
+    num_images, inputs = backbone_passes(c, input_ids, pixel_values,
+                                         attention_mask, token_type_ids)
+    if c.type_vocab_size == 1:  # RoBERTa has one token type
+      inputs["token_type_ids"] = jnp.zeros_like(inputs["token_type_ids"])
+    out = self.meter(**inputs, train=train,
                      output_hidden_states=output_hidden_states,
                      output_attentions=output_attentions,
                      track_source=track_source, gates=gates)

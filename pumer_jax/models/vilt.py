@@ -22,12 +22,8 @@ from pumer_jax.models.dynamicvit import (
     sample_keep_policy,
 )
 from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
-from pumer_jax.models.inputs import (  # noqa: F401  (model_inputs: re-export)
-    check_pixels,
-    check_text,
-    fold_images,
-    model_inputs,
-    resize_images,
+from pumer_jax.models.inputs import (
+    backbone_passes,
     unfold_pooled,
     zero_inputs,
 )
@@ -422,18 +418,9 @@ class Vilt(nn.Module):
       gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
-    input_ids, attention_mask, token_type_ids = check_text(
-        c, input_ids, attention_mask, token_type_ids)
-    pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
-    num_images = c.num_images if c.head == "nlvr2" else 1
-    if c.reduce.method == "smres":
-      pixel_values = resize_images(pixel_values, c.reduce.smres_size,
-                                   c.patch_size)
-    pixel_values, input_ids, attention_mask, token_type_ids, image_type = (
-        fold_images(num_images, pixel_values, input_ids, attention_mask,
-                    token_type_ids))
-    out = self.vilt(input_ids, attention_mask, token_type_ids, pixel_values,
-                    image_type, train=train,
+    num_images, inputs = backbone_passes(c, input_ids, pixel_values,
+                                         attention_mask, token_type_ids)
+    out = self.vilt(**inputs, train=train,
                     output_hidden_states=output_hidden_states,
                     output_attentions=output_attentions,
                     track_source=track_source, gates=gates)
