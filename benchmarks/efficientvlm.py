@@ -19,17 +19,16 @@ import datetime
 import json
 import pathlib
 
-import jax
-import numpy as np
 
 from pumer_jax import bench, checkpoint
 from pumer_jax.compress.finalize import REPORT_FILE
 from pumer_jax.models import ReduceConfig
+from pumer_jax.optim import param_count
 
 
 def parameter_count(model_dir: pathlib.Path) -> int:
   _, variables = checkpoint.load_model(model_dir)
-  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(variables))
+  return param_count(variables)
 
 
 def main(argv=None) -> None:

@@ -19,6 +19,7 @@ stage=distill|prune, runlocal (a few steps).
 import importlib.util
 import pathlib
 
+from pumer_jax.compress.distill import STAGES
 from pumer_jax.config_defaults import parse_arg, reduce_config
 
 
@@ -34,8 +35,8 @@ def get_config(arg=None):
   args = parse_arg(arg, model="vilt", stage="distill", runlocal=False)
   if args.model not in ("vilt", "meter"):
     raise ValueError(f"model={args.model!r} must be vilt or meter.")
-  if args.stage not in ("distill", "prune"):
-    raise ValueError(f"stage={args.stage!r} must be distill or prune.")
+  if args.stage not in STAGES[1:]:
+    raise ValueError(f"stage={args.stage!r} must be one of {STAGES[1:]}.")
   # The teacher's task and data: the architecture comes from the checkpoints.
   c = (_sibling("vilt_shapes", "runlocal" if args.runlocal else "")
        if args.model == "vilt" else _sibling("meter_vqa", "shapes"))

@@ -67,10 +67,10 @@ def test_sliced_model_equals_the_masked_model(config, module, lib):
       {"params": sliced}, **inputs)
   np.testing.assert_allclose(small["logits"], masked["logits"], atol=1e-5)
   # The empty layers keep only their output biases.
-  attn = finalize._lookup(sliced, layout.groups[0].paths[0])
+  attn = gates_lib.module_at(sliced, layout.groups[0].paths[0])
   assert jax.tree.structure(attn) == jax.tree.structure(
       {"out": {"bias": 0}})
-  mlp = finalize._lookup(sliced, layout.groups[1].paths[1])
+  mlp = gates_lib.module_at(sliced, layout.groups[1].paths[1])
   assert jax.tree.structure(mlp) == jax.tree.structure({"fc2": {"bias": 0}})
   # Fewer parameters, exactly the masked-off ones.
   report = finalize.pruning_report(sliced_config, params, sliced, layout,

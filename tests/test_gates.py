@@ -1,6 +1,5 @@
 """EfficientVLM's gates: parameters per gate, masking, the Lagrangian."""
 
-import functools
 
 import flax
 import jax
@@ -62,7 +61,7 @@ def test_gates_scale_heads_and_units(config, module, lib):
   model, params, inputs = init(config, module, lib)
   layout = gates_lib.GateLayout.build(config, params)
   ones = jax.tree.map(jnp.ones_like, layout.init_log_alpha())
-  apply = jax.jit(functools.partial(model.apply))
+  apply = jax.jit(model.apply)
   plain = apply({"params": params}, **inputs)["logits"]
   gated = apply({"params": params}, **inputs, gates=ones)["logits"]
   np.testing.assert_allclose(gated, plain, atol=1e-6)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from pumer_jax.models import Meter, MeterConfig, ReduceConfig
-from pumer_jax.reduce import ReductionSchedule
 
 BASE = MeterConfig(
     vision_hidden_size=24, vision_num_layers=1, vision_num_heads=2,

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import flax
-import jax
 import jax.numpy as jnp
 
-from pumer_jax import losses
-from pumer_jax.models import MeterConfig, ViltConfig
+from pumer_jax import checkpoint, losses
+from pumer_jax.models import MeterConfig, ReduceConfig, ViltConfig
 
 # Per architecture: (depth field, layer-name prefix inside the params).
 DEPTHS = {
@@ -133,8 +132,6 @@ def stage_model(config) -> tuple[Any, Any]:
   `config.init_checkpoint`, unchanged. The checkpoints, not `config.model`,
   fix the architecture; its family must be `config.arch`.
   """
-  from pumer_jax import checkpoint  # local: checkpoint imports the models
-
   if config.stage not in STAGES[1:]:
     raise ValueError(f"stage={config.stage!r} must be one of {STAGES[1:]}.")
   if config.stage == "prune" and not 0.0 <= config.prune.target < 1.0:
@@ -155,7 +152,6 @@ def stage_model(config) -> tuple[Any, Any]:
     raise ValueError(
         f"{key}={source} holds a {family} model, but this config's arch is "
         f"{config.arch!r}; use model={family} or a {config.arch} checkpoint.")
-  from pumer_jax.models.reducers import ReduceConfig
   reduce = ReduceConfig.from_mapping(config.reduce)
   if config.stage == "distill":
     student = student_config(model.config).replace(reduce=reduce)

@@ -23,19 +23,10 @@ import numpy as np
 
 from pumer_jax import checkpoint
 from pumer_jax.compress import gates as gates_lib
+from pumer_jax.optim import param_count
 
 REPORT_FILE = "pruning_report.json"
 GATES_DIR = "gates"  # where a pruning run keeps its gate state (train_lib)
-
-
-def _count(tree: Any) -> int:
-  return sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(tree))
-
-
-def _lookup(params: Any, path: tuple[str, ...]) -> Any:
-  for key in path:
-    params = params[key]
-  return params
 
 
 def slice_params(config: Any, params: Any, masks: Any) -> tuple[Any, Any]:
@@ -54,7 +45,7 @@ def slice_params(config: Any, params: Any, masks: Any) -> tuple[Any, Any]:
     sizes = []
     for i, path in enumerate(group.paths):
       keep = np.flatnonzero(mask[i] > 0.5)
-      module = _lookup(params, path)
+      module = gates_lib.module_at(params, path)
       if not len(keep):  # nothing left: the output bias alone
         for name in ("fc1", "query", "key", "value"):
           module.pop(name, None)
@@ -97,7 +88,7 @@ def pruning_report(config: Any, params: Any, sliced_params: Any,
   for entry in split.values():
     entry["sparsity"] = 1.0 - entry["prunable_after"] / max(
         entry["prunable_before"], 1)
-  before, after = _count(params), _count(sliced_params)
+  before, after = param_count(params), param_count(sliced_params)
   prunable = layout.prunable_size()
   return dict(
       parameters_before=before, parameters_after=after,

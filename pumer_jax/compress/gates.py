@@ -12,14 +12,16 @@ controls are counted from the model's parameter tree, never hard-coded.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 from pumer_jax.compress import hard_concrete
+from pumer_jax.optim import param_count
 from pumer_jax.models import MeterConfig, ViltConfig
 
 Path = tuple[str, ...]
@@ -84,14 +86,11 @@ def gate_groups(config: ViltConfig | MeterConfig) -> tuple[GateGroup, ...]:
   return tuple(groups)
 
 
-def _lookup(params: Any, path: Path) -> Any:
+def module_at(params: Any, path: Path) -> Any:
+  """The subtree of `params` at `path`."""
   for key in path:
     params = params[key]
   return params
-
-
-def _size(tree: Any) -> int:
-  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
 
 
 def params_per_gate(group: GateGroup, params: Any) -> tuple[int, ...]:
@@ -103,12 +102,12 @@ def params_per_gate(group: GateGroup, params: Any) -> tuple[int, ...]:
   """
   counts = []
   for path in group.paths:
-    module = _lookup(params, path)
+    module = module_at(params, path)
     if group.kind == "units":
-      owned = _size(module["fc1"]) + _size(module["fc2"]["kernel"])
+      owned = param_count(module["fc1"]) + param_count(module["fc2"]["kernel"])
     else:
-      owned = (sum(_size(module[k]) for k in ("query", "key", "value"))
-               + _size(module["out"]["kernel"]))
+      owned = (sum(param_count(module[k]) for k in ("query", "key", "value"))
+               + param_count(module["out"]["kernel"]))
     if owned % group.size:
       raise ValueError(
           f"{'/'.join(path)}: {owned} parameters do not split over "
@@ -229,9 +228,6 @@ def masks(rng: jax.Array, log_alpha: Any, frozen: jax.Array) -> Any:
 
 def save_gate_state(directory, gate_state: Any) -> None:
   """Writes a pruning run's `log_alpha`/`lambdas` (orbax), replacing any."""
-  import pathlib
-
-  import orbax.checkpoint as ocp
   directory = pathlib.Path(directory).absolute()
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory, jax.device_get(gate_state), force=True)
@@ -239,9 +235,6 @@ def save_gate_state(directory, gate_state: Any) -> None:
 
 def load_gate_state(directory) -> dict[str, Any]:
   """Reads what `save_gate_state` wrote; a clear error when it is absent."""
-  import pathlib
-
-  import orbax.checkpoint as ocp
   directory = pathlib.Path(directory).absolute()
   if not directory.exists():
     raise FileNotFoundError(
