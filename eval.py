@@ -9,12 +9,8 @@ The model is `config.eval.checkpoint`, or the workdir's trained model
 """
 
 from pumer_jax import entry
-
-
-def evaluate(config, workdir):
-  from pumer_jax import eval_lib
-  eval_lib.main(config, workdir)
+from pumer_jax.evaluate import runner
 
 
 if __name__ == "__main__":
-  entry.run(evaluate)
+  entry.run(runner.main)

@@ -20,14 +20,13 @@ import json
 import pathlib
 
 
-from pumer_jax import bench, checkpoint
+from pumer_jax.bench import run_benchmark
 from pumer_jax.compress.finalize import REPORT_FILE
-from pumer_jax.models import ReduceConfig
-from pumer_jax.optim import param_count
+from pumer_jax.models import ReduceConfig, param_count, saved
 
 
 def parameter_count(model_dir: pathlib.Path) -> int:
-  _, variables = checkpoint.load_model(model_dir)
+  _, variables = saved.load_model(model_dir)
   return param_count(variables)
 
 
@@ -55,9 +54,9 @@ def main(argv=None) -> None:
   rows, reports = [], {}
   for name, directory, methods in runs:
     directory = pathlib.Path(directory)
-    model, _ = checkpoint.load_model(directory,
+    model, _ = saved.load_model(directory,
                                      reduce=ReduceConfig(method="none"))
-    report = bench.run_benchmark(
+    report = run_benchmark(
         model.config, methods, args.text_len, args.image_size,
         batch_start=args.batch, batch_step=args.batch, max_batch=args.batch,
         repeats=args.repeats, min_seconds=args.min_seconds, progress=False)

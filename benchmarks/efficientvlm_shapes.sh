@@ -13,16 +13,16 @@ $PY train.py --config configs/vilt_shapes.py --workdir $R/teacher $common
 $PY eval.py --config configs/vilt_shapes.py --workdir $R/teacher $common \
   --config.eval.methods=none
 $PY train.py --config $E,stage=distill --workdir $R/student $common \
-  --config.teacher_checkpoint=$R/teacher/model
+  --config.distill.teacher=$R/teacher/model
 $PY eval.py --config $E,stage=distill --workdir $R/student $common \
-  --config.teacher_checkpoint=$R/teacher/model --config.eval.methods=none
+  --config.distill.teacher=$R/teacher/model --config.eval.methods=none
 $PY train.py --config $E,stage=prune --workdir $R/pruned $common \
-  --config.teacher_checkpoint=$R/teacher/model \
-  --config.init_checkpoint=$R/student/model --config.prune.target=0.5
+  --config.distill.teacher=$R/teacher/model \
+  --config.init_from=$R/student/model --config.prune.target=0.5
 $PY -m pumer_jax.compress.finalize --workdir $R/pruned --out $R/final --overwrite
 $PY eval.py --config $E,stage=prune --workdir $R/pruned $common \
-  --config.teacher_checkpoint=$R/teacher/model \
-  --config.init_checkpoint=$R/student/model \
+  --config.distill.teacher=$R/teacher/model \
+  --config.init_from=$R/student/model \
   --config.eval.checkpoint=$R/final --config.eval.methods=none,pumer
 $PY benchmarks/efficientvlm.py --teacher $R/teacher/model \
   --student $R/student/model --pruned $R/final

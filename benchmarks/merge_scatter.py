@@ -22,7 +22,7 @@ import numpy as np
 
 from pumer_jax.models.vilt import ViltConfig, ViltLayer
 from pumer_jax.reduce import bipartite_merge
-from pumer_jax.timing import time_jitted
+from pumer_jax.bench.measure import time_jitted
 
 FORMS = ("segment_sum", "at_add", "one_hot")
 

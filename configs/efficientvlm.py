@@ -5,10 +5,10 @@ On the embedded shapes_vqa dataset (CPU), from a trained unreduced teacher:
 
   python train.py --config configs/vilt_shapes.py --workdir runs/teacher
   python train.py --config configs/efficientvlm.py:model=vilt,stage=distill \
-      --config.teacher_checkpoint=runs/teacher/model --workdir runs/evlm_student
+      --config.distill.teacher=runs/teacher/model --workdir runs/evlm_student
   python train.py --config configs/efficientvlm.py:model=vilt,stage=prune \
-      --config.teacher_checkpoint=runs/teacher/model \
-      --config.init_checkpoint=runs/evlm_student/model --config.prune.target=0.5 \
+      --config.distill.teacher=runs/teacher/model \
+      --config.init_from=runs/evlm_student/model --config.prune.target=0.5 \
       --workdir runs/evlm_pruned
 
 `model=meter` does the same for METER (teacher: configs/meter_vqa.py:shapes,
@@ -19,8 +19,7 @@ stage=distill|prune, runlocal (a few steps).
 import importlib.util
 import pathlib
 
-from pumer_jax.compress.distill import STAGES
-from pumer_jax.config_defaults import parse_arg, reduce_config
+from pumer_jax.configs.base import parse_arg, reduce_config
 
 
 def _sibling(name: str, arg: str):
@@ -35,12 +34,14 @@ def get_config(arg=None):
   args = parse_arg(arg, model="vilt", stage="distill", runlocal=False)
   if args.model not in ("vilt", "meter"):
     raise ValueError(f"model={args.model!r} must be vilt or meter.")
-  if args.stage not in STAGES[1:]:
-    raise ValueError(f"stage={args.stage!r} must be one of {STAGES[1:]}.")
+  if args.stage not in ("distill", "prune"):
+    raise ValueError(f"stage={args.stage!r} must be distill or prune.")
   # The teacher's task and data: the architecture comes from the checkpoints.
   c = (_sibling("vilt_shapes", "runlocal" if args.runlocal else "")
        if args.model == "vilt" else _sibling("meter_vqa", "shapes"))
   c.stage = args.stage
+  # EfficientVLM's KD: task, logits, attention and hidden states, equally.
+  c.distill.update(dict(task=1.0, logits=1.0, attn=1.0, hidden=1.0))
   c.total_steps = 600 if args.stage == "distill" else 1000
   c.checkpoint_every = 200
   c.log_every = 20

@@ -9,7 +9,7 @@ with p=0.3, m=0.5, t=0.2 (the paper's METER SNLI-VE setting).
 Variants: method=..., runlocal (tiny model, a few steps).
 """
 
-from pumer_jax.meter_task_config import meter_task_config
+from pumer_jax.configs.meter_task import meter_task_config
 
 
 def get_config(arg=None):

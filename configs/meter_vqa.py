@@ -18,7 +18,7 @@ Expected (PuMer paper, test-dev): METER 77.7 VQA score unreduced, 77.3 with
 PuMer. Not reproduced here: this machine has neither the data nor a GPU.
 """
 
-from pumer_jax.meter_task_config import meter_task_config
+from pumer_jax.configs.meter_task import meter_task_config
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ Expected (ViLT paper, zero-shot-free fine-tuned): IR R@1 64.4, TR R@1 83.5.
 Not reproduced here (no data, no GPU on this machine).
 """
 
-from pumer_jax.vilt_task_config import vilt_task_config
+from pumer_jax.configs.vilt_task import vilt_task_config
 
 
 def get_config(arg=None):

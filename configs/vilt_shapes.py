@@ -18,8 +18,8 @@ runlocal (a few steps, for a smoke test). `make demo` runs the whole
 sequence; see README.md for the accuracy it reaches.
 """
 
-from pumer_jax.config_defaults import base_config, parse_arg, reduce_config
-from pumer_jax.data.shapes_vqa import ANSWERS, tokenizer
+from pumer_jax.configs.base import base_config, parse_arg, reduce_config
+from pumer_jax.data.shapes_vocab import ANSWERS, VOCAB_SIZE
 
 PUMER = dict(method="pumer", layers=(1, 2), prune_ratio=0.2,
              image_merge_ratio=0.2, text_merge_ratio=0.2)
@@ -43,7 +43,7 @@ def get_config(arg=None):
   c.checkpoint_every = 200
 
   c.model.update(dict(
-      vocab_size=len(tokenizer()), max_position_embeddings=16,
+      vocab_size=VOCAB_SIZE, max_position_embeddings=16,
       hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
       intermediate_size=256, image_size=96, patch_size=16,
       num_labels=len(ANSWERS), input_size=(96, 96)))

@@ -13,7 +13,7 @@ Expected (PuMer paper): 76.9 accuracy unreduced, 76.4 with PuMer.
 Not reproduced here (no data, no GPU on this machine).
 """
 
-from pumer_jax.vilt_task_config import vilt_task_config
+from pumer_jax.configs.vilt_task import vilt_task_config
 
 
 def get_config(arg=None):

@@ -12,7 +12,7 @@ Expected (PuMer paper, test-dev): ViLT 71.3 VQA score unreduced, 70.9 with
 PuMer. Not reproduced here: this machine has neither the data nor a GPU.
 """
 
-from pumer_jax.vilt_task_config import vilt_task_config
+from pumer_jax.configs.vilt_task import vilt_task_config
 
 
 def get_config(arg=None):

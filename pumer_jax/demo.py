@@ -22,6 +22,12 @@ import json
 import pathlib
 import time
 
+from absl import logging
+
+from pumer_jax.data import shapes_vqa
+from pumer_jax.evaluate import runner
+from pumer_jax.train import finetune
+
 CONFIG_FILE = pathlib.Path(__file__).parent.parent / "configs" / "vilt_shapes.py"
 DEMO_STEPS = {"none": 1200, "pumer": 200}
 
@@ -39,7 +45,6 @@ def text_only_references(config) -> dict[str, float]:
   Computed from the generator (a pure function of seed and index), the
   same questions the TFDS splits hold.
   """
-  from pumer_jax.data import shapes_vqa
   b = config.data.builder_config
   by_question = collections.defaultdict(collections.Counter)
   overall = collections.Counter()
@@ -65,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   root = pathlib.Path(args.root)
 
-  from absl import logging
   logging.set_verbosity(logging.WARNING)
-  from pumer_jax import eval_lib, train_lib
 
   start = time.perf_counter()
   teacher = load_config("method=none")
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
   teacher.lock()
   print(f"[demo] 1/3 unreduced ViLT, {teacher.total_steps} steps -> "
         f"{root / 'none'}")
-  train_lib.train_and_evaluate(teacher, root / "none")
+  finetune.train_and_evaluate(teacher, root / "none")
 
   student = load_config("method=pumer")
   student.unlock()
@@ -90,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
   student.lock()
   print(f"[demo] 2/3 PuMer, distilled from it, {student.total_steps} steps -> "
         f"{root / 'pumer'}")
-  train_lib.train_and_evaluate(student, root / "pumer")
+  finetune.train_and_evaluate(student, root / "pumer")
 
   print("[demo] 3/3 evaluating on the test split")
-  off_the_shelf = eval_lib.main(teacher, root / "none")
-  trained = eval_lib.main(student, root / "pumer")
+  off_the_shelf = runner.main(teacher, root / "none")
+  trained = runner.main(student, root / "pumer")
   references = text_only_references(teacher)
 
   rows = [("unreduced model, " + r["method"], r)

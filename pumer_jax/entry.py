@@ -7,6 +7,7 @@ from typing import Any
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+import jax
 
 
 def run(body: Callable[[Any, str], Any]) -> None:
@@ -26,7 +27,6 @@ def run(body: Callable[[Any, str], Any]) -> None:
   def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
-    import jax
     if multihost.value:
       jax.distributed.initialize()
     body(config.value, workdir.value)

@@ -8,10 +8,11 @@ import json
 import jax
 import pytest
 
-from pumer_jax import bench, bench_peer, pareto
-from pumer_jax.models import ReduceConfig, Vilt
+from pumer_jax.bench import cli, hf_peer, pareto, presets, programs, runner
+from pumer_jax.bench import report as report_lib
+from pumer_jax.models import ReduceConfig, Vilt, saved
 
-TINY = bench.PRESETS["tiny"].model.replace(num_hidden_layers=2)
+TINY = presets.PRESETS["tiny"].model.replace(num_hidden_layers=2)
 # ToMe (PuMer's merge, modality-blind) runs in the bfloat16 CLI test.
 METHODS = {
     "none": ReduceConfig(),
@@ -44,7 +45,7 @@ PEER_KEYS = {"name", "versions", "device", "dtype", "batch", "threads",
 
 @pytest.fixture(scope="module")
 def report():
-  return bench.run_benchmark(TINY, METHODS, text_len=8, image_size=64,
+  return runner.run_benchmark(TINY, METHODS, text_len=8, image_size=64,
                              peer="hf", peer_compile=False, **FAST)
 
 
@@ -53,14 +54,14 @@ def by_name(report):
 
 
 def test_schema_is_stable(report):
-  assert bench.SCHEMA_VERSION == 1
-  assert set(report) == TOP_KEYS == bench.SCHEMA_KEYS
+  assert presets.SCHEMA_VERSION == 1
+  assert set(report) == TOP_KEYS == report_lib.SCHEMA_KEYS
   assert set(report["device"]) == {"platform", "kind", "count",
                                    "host_cpu_threads"}
   assert set(report["batch"]) == {"start", "step", "max", "memory"}
   assert [r["name"] for r in report["results"]] == list(METHODS)
   for result in report["results"]:
-    assert set(result) == RESULT_KEYS == bench.RESULT_KEYS
+    assert set(result) == RESULT_KEYS == report_lib.RESULT_KEYS
     assert set(result["spread"]) == SPREAD_KEYS
     assert ReduceConfig.from_mapping(result["reduce"]) == METHODS[
         result["name"]]
@@ -107,7 +108,7 @@ def test_peer_compile_failure_is_recorded(monkeypatch):
     raise RuntimeError("no compiler here")
 
   monkeypatch.setattr(torch, "compile", broken)
-  peer = bench_peer.run_hf_peer(TINY, text_len=8, image_size=(64, 64),
+  peer = hf_peer.run_hf_peer(TINY, text_len=8, image_size=(64, 64),
                                 batch=2, platform="cpu", repeats=1, warmup=0)
   assert peer["eager"]["throughput"] > 0
   assert "no compiler here" in peer["compile"]["error"]
@@ -115,12 +116,12 @@ def test_peer_compile_failure_is_recorded(monkeypatch):
 
 def test_random_params_fit_every_method():
   """DynamicViT's predictors are added to the shared backbone."""
-  store = bench.ParamStore(TINY, 8, (64, 64), seed=0)
+  store = programs.ParamStore(TINY, 8, (64, 64), seed=0)
   reduce = METHODS["dynamicvit"]
   params = store.get(reduce)
   assert "keep_predictor_0" in params["vilt"]
   assert "keep_predictor_0" not in store.get(METHODS["none"])["vilt"]
-  inputs = bench._example_inputs(2, 8, (64, 64), TINY.vocab_size, 0)
+  inputs = programs._example_inputs(2, 8, (64, 64), TINY.vocab_size, 0)
   out = jax.eval_shape(
       lambda p, i, m, x: Vilt(TINY.replace(reduce=reduce)).apply(
           {"params": p}, input_ids=i, attention_mask=m, pixel_values=x),
@@ -129,7 +130,7 @@ def test_random_params_fit_every_method():
 
 
 def test_cli_writes_json_bfloat16(tmp_path, capsys):
-  bench.main(["--preset", "tiny", "--methods", "none,tome", "--dtype",
+  cli.main(["--preset", "tiny", "--methods", "none,tome", "--dtype",
               "bfloat16", "--out", str(tmp_path), "--repeats", "1",
               "--warmup", "0", "--no_progress"])
   path = tmp_path / "bench_tiny_cpu_bfloat16.json"
@@ -150,7 +151,7 @@ def test_cli_sweep_with_eval_results(tmp_path):
   ]
   eval_path = tmp_path / "eval.json"
   eval_path.write_text(json.dumps(records))
-  bench.main(["--preset", "tiny", "--sweep", "--eval_results",
+  cli.main(["--preset", "tiny", "--sweep", "--eval_results",
               str(eval_path), "--out", str(tmp_path), "--repeats", "1",
               "--warmup", "0", "--no_progress"])
   sweep = json.loads((tmp_path / "sweep_tiny_cpu_float32.json").read_text())
@@ -177,9 +178,9 @@ def test_pareto_front():
 
 
 def test_grid_skips_settings_the_model_cannot_run():
-  base = bench.PRESETS["vilt_vqa"].methods["pumer"]
-  model = bench.PRESETS["vilt_vqa"].model
-  check = lambda r: bench.check_setup(model, {"x": r}, 32, (384, 384), {})
+  base = presets.PRESETS["vilt_vqa"].methods["pumer"]
+  model = presets.PRESETS["vilt_vqa"].model
+  check = lambda r: presets.check_setup(model, {"x": r}, 32, (384, 384), {})
   methods, skipped = pareto.grid_methods(
       base, {"prune_ratio": (0.1, 0.3), "image_merge_ratio": (0.3, 0.9)},
       check)
@@ -210,42 +211,42 @@ def test_eval_results_errors(tmp_path):
 ])
 def test_bad_batches_and_options(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    bench.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64,
+    runner.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64,
                         **{**FAST, **kwargs})
 
 
 def test_bad_methods():
   with pytest.raises(ValueError, match="unknown method"):
-    bench.select_methods(METHODS, ["none", "pumr"])
+    presets.select_methods(METHODS, ["none", "pumr"])
   with pytest.raises(ValueError, match="multiple of patch_size=16"):
-    bench.run_benchmark(
+    runner.run_benchmark(
         TINY, {"smres": ReduceConfig(method="smres", smres_size=(40, 40))},
         8, 64, **FAST)
   with pytest.raises(ValueError, match="must have reduce.method='none'"):
-    bench.run_benchmark(TINY, {"none": METHODS["pumer"]}, 8, 64, **FAST)
+    runner.run_benchmark(TINY, {"none": METHODS["pumer"]}, 8, 64, **FAST)
   with pytest.raises(SystemExit):
-    bench.parse_args(["--eval_results", "x.json"])
+    cli.parse_args(["--eval_results", "x.json"])
 
 
 def test_paper_presets():
   """The paper's shapes and schedules (DESIGN 4.3): 145 image tokens."""
-  vqa, ve = bench.PRESETS["vilt_vqa"], bench.PRESETS["vilt_ve"]
+  vqa, ve = presets.PRESETS["vilt_vqa"], presets.PRESETS["vilt_ve"]
   assert (vqa.text_len, ve.text_len) == (32, 40)
   assert vqa.methods["pumer"].layers == (2, 5, 8)
   assert ve.methods["pumer"].layers == (2, 4, 6, 8)
-  sched = bench.schedule(vqa.model, vqa.methods["pumer"], 32, (384, 384))
+  sched = presets.schedule(vqa.model, vqa.methods["pumer"], 32, (384, 384))
   assert sched.image_len == 145
   assert sched.image_text_in(12) == (31, 17)
   for preset in (vqa, ve):
     for name, reduce in preset.methods.items():
-      bench.check_setup(preset.model, {name: reduce}, preset.text_len,
+      presets.check_setup(preset.model, {name: reduce}, preset.text_len,
                         preset.image_size, {})
 
 
 def test_meter_preset_runs_every_method():
   """METER through the same protocol: two streams, reducers in the fusion."""
-  preset = bench.PRESETS["meter_tiny"]
-  report = bench.run_benchmark(preset.model, preset.methods, preset.text_len,
+  preset = presets.PRESETS["meter_tiny"]
+  report = runner.run_benchmark(preset.model, preset.methods, preset.text_len,
                                preset.image_size, **FAST)
   assert report["model"]["arch"] == "meter"
   assert report["model"]["num_fusion_layers"] == 2
@@ -258,40 +259,39 @@ def test_meter_preset_runs_every_method():
   for name in ("pumer", "tome", "dynamicvit", "smres"):
     assert results[name]["flop_ratio"] < 1.0, name
   with pytest.raises(ValueError, match="METER has no Hugging Face"):
-    bench.run_benchmark(preset.model, {"none": ReduceConfig()},
+    runner.run_benchmark(preset.model, {"none": ReduceConfig()},
                         preset.text_len, preset.image_size, peer="hf", **FAST)
 
 
 def test_meter_paper_presets():
   """METER-B/16 at 384: 577 image tokens, PuMer's reference counts."""
-  vqa, ve = bench.PRESETS["meter_vqa"], bench.PRESETS["meter_ve"]
-  sched = bench.schedule(vqa.model, vqa.methods["pumer"], 32, (384, 384))
+  vqa, ve = presets.PRESETS["meter_vqa"], presets.PRESETS["meter_ve"]
+  sched = presets.schedule(vqa.model, vqa.methods["pumer"], 32, (384, 384))
   assert sched.image_len == 577
   assert [(s.image_out, s.text_out) for s in sched.steps] == [
       (347, 26), (209, 21), (125, 17), (75, 14)]
   for preset in (vqa, ve):
     for name, reduce in preset.methods.items():
-      bench.check_setup(preset.model, {name: reduce}, preset.text_len,
+      presets.check_setup(preset.model, {name: reduce}, preset.text_len,
                         preset.image_size, {})
 
 
 def test_cli_times_a_checkpoint_architecture(tmp_path):
   """A finalized (sliced) model benchmarks like any other: --model_dir."""
-  from pumer_jax import checkpoint
   sliced = TINY.replace(pruned_sizes=(("vilt", "heads", (1, 0)),
                                       ("vilt", "units", (16, 64))))
   model_dir = tmp_path / "small"
   (model_dir).mkdir()
-  (model_dir / checkpoint.CONFIG_FILE).write_text(
-      json.dumps(checkpoint.config_to_dict(sliced)))
-  report = bench.main(["--preset", "tiny", "--model_dir", str(model_dir),
+  (model_dir / saved.CONFIG_FILE).write_text(
+      json.dumps(saved.config_to_dict(sliced)))
+  report = cli.main(["--preset", "tiny", "--model_dir", str(model_dir),
                        "--methods", "none,smres", "--batch_start", "2",
                        "--max_batch", "2", "--repeats", "1", "--warmup", "1",
                        "--no_progress", "--out", str(tmp_path / "out")])
   assert report["preset"] == "tiny_small"
-  full = bench.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64, **FAST)
+  full = runner.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64, **FAST)
   # Fewer heads and units: fewer FLOPs than the unsliced model.
   assert (report["results"][0]["flops_per_example"]
           < full["results"][0]["flops_per_example"])
   with pytest.raises(FileNotFoundError, match="model checkpoint"):
-    bench.main(["--preset", "tiny", "--model_dir", str(tmp_path)])
+    cli.main(["--preset", "tiny", "--model_dir", str(tmp_path)])

@@ -5,13 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from pumer_jax import checkpoint, train_lib
+from pumer_jax.compress.finalize import GATES_DIR
+from pumer_jax.models import saved
+from pumer_jax.train import efficientvlm
 from pumer_jax.compress import gates as gates_lib
 from pumer_jax.models import Vilt
 from train_fixtures import (CountingIterator, init_model, tiny_config,
                             with_overrides)
 
-STAGE = {"total_steps": 3, "checkpoint_every": 10}
+# EfficientVLM's KD: every term on (configs/efficientvlm.py sets the same).
+STAGE = {"total_steps": 3, "checkpoint_every": 10, "distill.attn": 1.0,
+         "distill.hidden": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +23,7 @@ def teacher_dir(tmp_path_factory):
   config = tiny_config(**{"model.num_hidden_layers": 4})
   model, params = init_model(config)
   directory = tmp_path_factory.mktemp("teacher") / "model"
-  checkpoint.save_model(directory, model.config, params)
+  saved.save_model(directory, model.config, params)
   return directory
 
 
@@ -31,10 +35,10 @@ def metrics(workdir):
 @pytest.mark.slow
 def test_distill_then_prune(teacher_dir, tmp_path):
   student_dir = tmp_path / "student"
-  config = tiny_config(stage="distill", teacher_checkpoint=str(teacher_dir),
+  config = tiny_config(stage="distill", **{"distill.teacher": str(teacher_dir)},
                        **STAGE)
-  train_lib.train_and_evaluate(config, student_dir, CountingIterator())
-  student, _ = checkpoint.load_model(student_dir / "model")
+  efficientvlm.train_and_evaluate(config, student_dir, CountingIterator())
+  student, _ = saved.load_model(student_dir / "model")
   assert isinstance(student, Vilt)
   assert student.config.num_hidden_layers == 2
   last = metrics(student_dir)[-1]
@@ -43,11 +47,11 @@ def test_distill_then_prune(teacher_dir, tmp_path):
   assert last["kd_attn"] > 0 and last["kd_hidden"] > 0
 
   pruned_dir = tmp_path / "pruned"
-  config = tiny_config(stage="prune", teacher_checkpoint=str(teacher_dir),
-                       init_checkpoint=str(student_dir / "model"),
-                       **{"prune.target": 0.5, "prune.warmup_steps": 2,
+  config = tiny_config(stage="prune", init_from=str(student_dir / "model"),
+                       **{"distill.teacher": str(teacher_dir),
+                          "prune.target": 0.5, "prune.warmup_steps": 2,
                           "prune.freeze_step": 2}, **STAGE)
-  state = train_lib.train_and_evaluate(config, pruned_dir, CountingIterator())
+  state = efficientvlm.train_and_evaluate(config, pruned_dir, CountingIterator())
   rows = metrics(pruned_dir)
   assert [r["target_sparsity"] for r in rows] == pytest.approx([0.0, 0.25,
                                                                  0.5])
@@ -57,33 +61,38 @@ def test_distill_then_prune(teacher_dir, tmp_path):
   for before, after in zip(rows, rows[1:]):
     gap = before["expected_sparsity"] - before["target_sparsity"]
     assert np.sign(after["lambda1"] - before["lambda1"]) == np.sign(gap)
-  gate_state = gates_lib.load_gate_state(pruned_dir / train_lib.GATES_DIR)
+  gate_state = gates_lib.load_gate_state(pruned_dir / GATES_DIR)
   log_alpha = gate_state["log_alpha"]["vilt"]
   assert log_alpha["heads"].shape == (2, 4)
   assert log_alpha["units"].shape == (2, 64)
   np.testing.assert_array_equal(
       log_alpha["heads"],
-      np.asarray(state.params["hard_concrete"]["log_alpha"]["vilt"]["heads"]))
-  pruned, variables = checkpoint.load_model(pruned_dir / "model")
+      np.asarray(state.gates["log_alpha"]["vilt"]["heads"]))
+  pruned, variables = saved.load_model(pruned_dir / "model")
   assert "hard_concrete" not in variables["params"]
 
 
 def test_stage_errors(teacher_dir, tmp_path):
   odd = tmp_path / "odd"
   model, params = init_model(tiny_config())  # 3 layers
-  checkpoint.save_model(odd, model.config, params)
+  saved.save_model(odd, model.config, params)
   cases = [
-      (dict(stage="distill"), "teacher_checkpoint=DIR"),
-      (dict(stage="distill", teacher_checkpoint=str(odd)), "does not halve"),
-      (dict(stage="distill", teacher_checkpoint=str(teacher_dir),
-            arch="meter"), "holds a vilt model"),
-      (dict(stage="prune", teacher_checkpoint=str(teacher_dir),
-            init_checkpoint=str(teacher_dir), **{"prune.target": 1.0}),
+      (dict(stage="distill"), "distill.teacher=DIR"),
+      (dict(stage="distill", **{"distill.teacher": str(odd)}),
+       "does not halve"),
+      (dict(stage="distill", arch="meter",
+            **{"distill.teacher": str(teacher_dir)}), "holds a vilt model"),
+      (dict(stage="prune", **{"distill.teacher": str(teacher_dir)}),
+       "init_from=DIR"),
+      (dict(stage="prune", init_from=str(teacher_dir),
+            **{"distill.teacher": str(teacher_dir), "prune.target": 1.0}),
        r"prune.target=1.0 must be in \[0, 1\)"),
+      (dict(stage="", **{"distill.teacher": str(teacher_dir)}),
+       "runs stage distill or prune"),
   ]
   for i, (overrides, message) in enumerate(cases):
     with pytest.raises(ValueError, match=message):
-      train_lib.train_and_evaluate(tiny_config(**overrides),
+      efficientvlm.train_and_evaluate(tiny_config(**overrides),
                                    tmp_path / f"run{i}", CountingIterator())
 
 
@@ -105,7 +114,7 @@ def test_efficientvlm_config_variants():
 
 def meter_config(**overrides):
   """A tiny METER run on CountingIterator's batches (32x32, text 8)."""
-  from pumer_jax.config_defaults import base_config
+  from pumer_jax.configs.base import base_config
   c = base_config("meter")
   c.model.update(dict(
       vision_hidden_size=16, vision_num_layers=2, vision_num_heads=2,
@@ -134,15 +143,15 @@ def test_meter_prune_with_per_module_kd(tmp_path):
   config = meter_config()
   model, params = init_model(config)
   teacher = tmp_path / "teacher"
-  checkpoint.save_model(teacher, model.config, params)
+  saved.save_model(teacher, model.config, params)
   student = tmp_path / "student"
-  checkpoint.save_model(student, distill.student_config(model.config),
+  saved.save_model(student, distill.student_config(model.config),
                         distill.init_student(model.config, params))
-  train_lib.train_and_evaluate(
-      meter_config(stage="prune", teacher_checkpoint=str(teacher),
-                   init_checkpoint=str(student)),
+  efficientvlm.train_and_evaluate(
+      meter_config(stage="prune", init_from=str(student),
+                   **{"distill.teacher": str(teacher)}),
       tmp_path / "pruned", CountingIterator())
-  state = gates_lib.load_gate_state(tmp_path / "pruned" / train_lib.GATES_DIR)
+  state = gates_lib.load_gate_state(tmp_path / "pruned" / GATES_DIR)
   assert set(state["log_alpha"]) == {"vision", "text", "fusion_text",
                                      "fusion_image"}
   assert set(state["log_alpha"]["fusion_image"]) == {"heads", "cross_heads",

@@ -1,11 +1,17 @@
-"""eval_lib: metrics, example accounting, several reducers in one run."""
+"""evaluate/: metrics, example accounting, several reducers in one run."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pumer_jax import checkpoint, eval_lib, train_lib
+from pumer_jax.data.loaders import RetrievalBatches
+from pumer_jax.evaluate import metrics, runner
+from pumer_jax.models import saved
+from pumer_jax.models.inputs import model_inputs
+from pumer_jax.train import finetune, optim, sharding
+from pumer_jax.train.state import TrainState
+from pumer_jax.train.step import make_train_step
 from train_fixtures import init_model, random_batch, tiny_config
 
 
@@ -13,10 +19,10 @@ def test_vqa_score_and_accuracy_by_hand():
   logits = jnp.array([[0.1, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
   labels = jnp.array([[0.0, 0.6, 1.0], [1.0, 0.0, 0.0], [0.3, 0.0, 0.0]])
   valid = jnp.array([True, True, False])
-  total, count = eval_lib.batch_metric_sums(
+  total, count = metrics.batch_metric_sums(
       "vqa", {"logits": logits}, {"labels": labels, "valid": valid})
   assert float(total) == pytest.approx(1.6) and float(count) == 2.0
-  total, count = eval_lib.batch_metric_sums(
+  total, count = metrics.batch_metric_sums(
       "ve", {"logits": logits},
       {"label": jnp.array([1, 2, 2]), "valid": jnp.array([True] * 3)})
   assert float(total) == 2.0 and float(count) == 3.0
@@ -27,7 +33,7 @@ def test_recall_at_k_by_hand():
   scores = np.array([[0.9, 0.1, 0.3, 0.0],
                      [0.8, 0.7, 0.2, 0.5],
                      [0.1, 0.2, 0.9, 0.4]])
-  got = eval_lib.recall_at_k(scores, np.array([0, 0, 1, 2]), ks=(1, 2))
+  got = metrics.recall_at_k(scores, np.array([0, 0, 1, 2]), ks=(1, 2))
   # IR@1: caption 0 -> image 0 (yes), 1 -> 1 (no), 2 -> 2 (no), 3 -> 1 (no).
   assert got["ir_r@1"] == 0.25
   # IR@2: c0 yes, c1 top2 {1,2} no, c2 {2,0} no, c3 {1,2} yes.
@@ -54,7 +60,7 @@ def padded_batches(num_examples=19, batch_size=8):
 def saved_model(tmp_path_factory):
   model, params = init_model(tiny_config())
   directory = tmp_path_factory.mktemp("model")
-  checkpoint.save_model(directory, model.config, params, overwrite=True)
+  saved.save_model(directory, model.config, params, overwrite=True)
   return directory, model, params
 
 
@@ -62,14 +68,14 @@ def test_evaluate_counts_each_example_once_per_method(saved_model):
   directory, model, params = saved_model
   config = tiny_config()
   make_batches = padded_batches()
-  report = eval_lib.evaluate(directory, config, make_batches,
+  report = runner.evaluate(directory, config, make_batches,
                              ["none", "pumer", "tome"])
   by_method = {r["method"]: r for r in report["results"]}
   assert [r["examples"] for r in report["results"]] == [19, 19, 19]
   # The unreduced score, recomputed directly from the model.
   total = 0.0
   for batch in make_batches():
-    logits = model.apply({"params": params}, **train_lib.model_inputs(batch))[
+    logits = model.apply({"params": params}, **model_inputs(batch))[
         "logits"]
     chosen = batch["labels"][np.arange(8), np.argmax(logits, -1)]
     total += float((chosen * batch["valid"]).sum())
@@ -84,12 +90,12 @@ def test_evaluate_counts_each_example_once_per_method(saved_model):
 def test_unknown_method_and_missing_predictors(saved_model):
   directory, _, _ = saved_model
   with pytest.raises(ValueError, match="config.reducers has no such entry"):
-    eval_lib.evaluate(directory, tiny_config(), padded_batches(), ["magic"])
+    runner.evaluate(directory, tiny_config(), padded_batches(), ["magic"])
   with pytest.raises(ValueError, match="keep predictors"):
-    eval_lib.evaluate(directory, tiny_config(), padded_batches(),
+    runner.evaluate(directory, tiny_config(), padded_batches(),
                       ["dynamicvit"])
   with pytest.raises(FileNotFoundError, match="not a model checkpoint"):
-    eval_lib.evaluate(directory / "nowhere", tiny_config(), padded_batches(),
+    runner.evaluate(directory / "nowhere", tiny_config(), padded_batches(),
                       ["none"])
 
 
@@ -118,7 +124,7 @@ def retrieval_passes(num_images=3, per_image=2, image_batch=2, caption_batch=4):
                 pixel_values=pixels[b["image_index"]],
                 label=np.ones(len(b["valid"]), np.int32), valid=b["valid"])
            for b in captions]
-  return eval_lib.RetrievalBatches(lambda: iter(pairs),
+  return RetrievalBatches(lambda: iter(pairs),
                                    lambda: iter(captions),
                                    lambda: iter(images)), pixels, ids
 
@@ -133,9 +139,9 @@ def test_retrieval_scores_every_pair(saved_model):
                                "bias": jnp.zeros((1,))}}
   passes, pixels, ids = retrieval_passes()
   forward = jax.jit(lambda p, b: retrieval_model.apply(
-      {"params": p}, **train_lib.model_inputs(b)))
-  mesh = train_lib.sharding.make_mesh(1, 1)
-  scores, image_of_caption = eval_lib.retrieval_scores(
+      {"params": p}, **model_inputs(b)))
+  mesh = sharding.make_mesh(1, 1)
+  scores, image_of_caption = metrics.retrieval_scores(
       forward, p, passes.captions, passes.images, mesh)
   assert scores.shape == (3, 6)
   np.testing.assert_array_equal(image_of_caption, [0, 0, 1, 1, 2, 2])
@@ -153,10 +159,10 @@ def test_retrieval_training_step_uses_negatives():
   # negatives (label 0) softplus(1). Without negatives it would be the first.
   params["rank"]["rank_output"] = {"kernel": jnp.zeros((32, 1)),
                                    "bias": jnp.ones((1,))}
-  tx = train_lib.optim.make_optimizer(config.optim, 10, params)
-  state = train_lib.TrainState(jnp.zeros((), jnp.int32), params,
-                               tx.init(params), jax.random.PRNGKey(1))
-  step = jax.jit(train_lib.make_train_step(model, tx, config))
+  tx = optim.make_optimizer(config.optim, 10, params)
+  state = TrainState(jnp.zeros((), jnp.int32), params,
+                     tx.init(params), jax.random.PRNGKey(1))
+  step = jax.jit(make_train_step(finetune.make_loss_fn(model, config), tx))
   batch = random_batch(0)
   batch.pop("labels")
   _, metrics = step(state, batch, None)

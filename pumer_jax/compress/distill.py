@@ -1,4 +1,9 @@
-"""EfficientVLM stage 1: a half-depth student and its distillation maps.
+"""Knowledge distillation: the KD losses, and EfficientVLM's half-depth
+student with its distillation maps.
+
+The losses (`logits_kl`, `hidden_mse`, `attention_mse`) serve every
+distillation in the project: PuMer's from the unreduced model (logits, and
+optionally pooled features) and EfficientVLM's (every layer).
 
 The student is the teacher's architecture with half the layers in every
 module (ViLT: 6 of 12; METER: vision, text and fusion halved), initialised
@@ -13,10 +18,53 @@ from __future__ import annotations
 from typing import Any
 
 import flax
+import jax
 import jax.numpy as jnp
 
-from pumer_jax import checkpoint, losses
 from pumer_jax.models import MeterConfig, ReduceConfig, ViltConfig
+from pumer_jax.models import saved
+
+
+def logits_kl(
+    student: jax.Array, teacher: jax.Array, temperature: float = 1.0
+) -> jax.Array:
+  """KL(teacher || student) of softened distributions, times T^2.
+
+  Over the last axis by softmax; a single logit (retrieval's ITM score) is a
+  Bernoulli by sigmoid. Zero when student == teacher.
+  """
+  t = temperature
+  teacher = jax.lax.stop_gradient(teacher)
+  if student.shape[-1] == 1:
+    student = jnp.concatenate([student, jnp.zeros_like(student)], -1)
+    teacher = jnp.concatenate([teacher, jnp.zeros_like(teacher)], -1)
+  log_p_t = jax.nn.log_softmax(teacher / t, axis=-1)
+  log_p_s = jax.nn.log_softmax(student / t, axis=-1)
+  kl = jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+  return kl * t * t  # [B]
+
+
+def hidden_mse(student: jax.Array, teacher: jax.Array,
+               weight: jax.Array | None = None) -> jax.Array:
+  """Mean squared error of hidden states [B, N, D] -> [B].
+
+  `weight` [B, N] restricts the mean to some tokens (e.g. the real ones).
+  """
+  sq = jnp.mean((student - jax.lax.stop_gradient(teacher)) ** 2, axis=-1)
+  if weight is None:
+    return sq.mean(axis=-1)
+  return (sq * weight).sum(-1) / jnp.maximum(weight.sum(-1), 1.0)
+
+
+def attention_mse(student: jax.Array, teacher: jax.Array) -> jax.Array:
+  """MSE of attention probabilities [B, H, Nq, Nk] -> [B] (EfficientVLM).
+
+  On the softmax probabilities, not the logits: padded keys have
+  probability 0 in both, so they add nothing.
+  """
+  diff = student - jax.lax.stop_gradient(teacher)
+  return jnp.mean(diff * diff, axis=(1, 2, 3))
+
 
 # Per architecture: (depth field, layer-name prefix inside the params).
 DEPTHS = {
@@ -110,12 +158,12 @@ def distill_losses(student_out: dict, teacher_out: dict) -> dict[str, Any]:
   out = {}
   if "attentions" in student_out:
     out["attn"] = jnp.mean(jnp.stack([
-        losses.attention_mse(s, t) for s, t in _pairs(
+        attention_mse(s, t) for s, t in _pairs(
             student_out["attentions"], teacher_out["attentions"],
             METER_ATTENTIONS, attention=True)]), axis=0)
   if "hidden_states" in student_out:
     out["hidden"] = jnp.mean(jnp.stack([
-        losses.hidden_mse(s, t) for s, t in _pairs(
+        hidden_mse(s, t) for s, t in _pairs(
             student_out["hidden_states"], teacher_out["hidden_states"],
             METER_HIDDEN, attention=False)]), axis=0)
   return out
@@ -127,10 +175,10 @@ STAGES = ("", "distill", "prune")
 def stage_model(config) -> tuple[Any, Any]:
   """The model config and starting parameters of an EfficientVLM stage.
 
-  `distill`: the half-depth student of `config.teacher_checkpoint`,
+  `distill`: the half-depth student of the teacher (`distill.teacher`),
   initialised from its odd layers. `prune`: the stage-1 student saved at
-  `config.init_checkpoint`, unchanged. The checkpoints, not `config.model`,
-  fix the architecture; its family must be `config.arch`.
+  `init_from`, unchanged. The checkpoints, not `config.model`, fix the
+  architecture; its family must be `config.arch`.
   """
   if config.stage not in STAGES[1:]:
     raise ValueError(f"stage={config.stage!r} must be one of {STAGES[1:]}.")
@@ -138,15 +186,15 @@ def stage_model(config) -> tuple[Any, Any]:
     raise ValueError(
         f"prune.target={config.prune.target!r} must be in [0, 1): the "
         "fraction of the prunable parameters to remove.")
-  source = (config.teacher_checkpoint if config.stage == "distill"
-            else config.init_checkpoint)
-  key = "teacher_checkpoint" if config.stage == "distill" else (
-      "init_checkpoint")
+  if config.stage == "distill":
+    key, source = "distill.teacher", config.distill.teacher
+  else:
+    key, source = "init_from", config.init_from
   if not source:
     raise ValueError(
         f"stage={config.stage!r} needs --config.{key}=DIR (a model "
-        "checkpoint: train.py's WORKDIR/model or convert.py's output).")
-  model, variables = checkpoint.load_model(source)
+        "checkpoint: train.py's WORKDIR/model or `python -m pumer_jax.convert`'s output).")
+  model, variables = saved.load_model(source)
   family = type(model).__name__.lower()
   if family != config.arch:
     raise ValueError(

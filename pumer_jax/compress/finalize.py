@@ -21,12 +21,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from pumer_jax import checkpoint
 from pumer_jax.compress import gates as gates_lib
-from pumer_jax.optim import param_count
+from pumer_jax.models import param_count, saved
 
 REPORT_FILE = "pruning_report.json"
-GATES_DIR = "gates"  # where a pruning run keeps its gate state (train_lib)
+GATES_DIR = "gates"  # where a pruning run keeps its gate state (train/efficientvlm.py)
 
 
 def slice_params(config: Any, params: Any, masks: Any) -> tuple[Any, Any]:
@@ -106,7 +105,7 @@ def finalize(workdir: str | pathlib.Path, out: str | pathlib.Path, *,
   """Slices `workdir`'s pruned model into `out`; returns the report."""
   workdir = pathlib.Path(workdir)
   gate_state = gates_lib.load_gate_state(workdir / GATES_DIR)
-  model, variables = checkpoint.load_model(workdir / "model")
+  model, variables = saved.load_model(workdir / "model")
   params = variables["params"]
   layout = gates_lib.GateLayout.build(model.config, params)
   log_alpha = gate_state["log_alpha"]
@@ -114,7 +113,7 @@ def finalize(workdir: str | pathlib.Path, out: str | pathlib.Path, *,
   sliced_config, sliced = slice_params(model.config, params, masks)
   report = pruning_report(sliced_config, params, sliced, layout, masks,
                           log_alpha)
-  out = checkpoint.save_model(out, sliced_config, sliced, overwrite=overwrite)
+  out = saved.save_model(out, sliced_config, sliced, overwrite=overwrite)
   (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
   return report
 

@@ -21,8 +21,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from pumer_jax.compress import hard_concrete
-from pumer_jax.optim import param_count
-from pumer_jax.models import MeterConfig, ViltConfig
+from pumer_jax.models import MeterConfig, ViltConfig, param_count
 
 Path = tuple[str, ...]
 # Which report module each gate module belongs to: the modal split.

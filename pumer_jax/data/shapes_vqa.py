@@ -33,29 +33,16 @@ import transformers
 
 from pumer_jax.data import builder
 from pumer_jax.data import tokenizers
+from pumer_jax.data.shapes_vocab import (
+    ANSWERS,
+    COLORS,
+    MAX_OBJECTS,
+    QUESTION_TYPES,
+    SHAPES,
+    SIZES,
+    VOCAB,
+)
 
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 90, 230),
-    "yellow": (235, 215, 40),
-    "purple": (150, 60, 200),
-    "cyan": (40, 215, 225),
-}
-SHAPES = ("circle", "square", "triangle")
-# Object radius as a fraction of the image side: 5 and 9 pixels at 96x96, so an
-# object covers one to four 16x16 patches.
-SIZES: dict[str, float] = {"small": 0.055, "large": 0.095}
-MAX_OBJECTS = 5
-QUESTION_TYPES = ("color", "shape", "size", "count", "exist", "position")
-ANSWERS: tuple[str, ...] = (
-    *COLORS, *SHAPES, *SIZES, *(str(n) for n in range(MAX_OBJECTS + 1)),
-    "yes", "no", "left", "right", "above", "below")
-# The word-level text vocabulary: every word the templates below can produce.
-VOCAB: tuple[str, ...] = (
-    "what", "color", "shape", "size", "is", "the", "object", "objects", "how",
-    "many", "are", "there", "a", "left", "or", "right", "of", "above", "below",
-    "?", *COLORS, *SHAPES, *(s + "s" for s in SHAPES), *SIZES)
 # Each split draws from its own random stream, so splits never share a scene.
 SPLIT_STREAMS = {"train": 0, "validation": 1, "test": 2}
 # Copies of the answer stored in `answers`, as VQA v2's ten human answers.

@@ -2,7 +2,7 @@
 into their layers.
 
 `ARCHITECTURES` names each model family once, for the code that builds a
-model from a config (`train_lib`, `checkpoint`, `bench`).
+model from a config (the trainers, `models.saved`, `bench`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,18 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
+
 from pumer_jax.models import meter, vilt
 from pumer_jax.models.meter import Meter, MeterConfig, MeterModel
-from pumer_jax.models.reducers import ReduceConfig
 from pumer_jax.models.vilt import Vilt, ViltConfig, ViltModel
+from pumer_jax.reduce import ReduceConfig
+
+__all__ = [
+    "ARCHITECTURES", "Architecture", "Meter", "MeterConfig", "MeterModel",
+    "ReduceConfig", "Vilt", "ViltConfig", "ViltModel", "architecture_of",
+    "meter", "param_count", "vilt",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,3 +46,8 @@ def architecture_of(config: Any) -> str:
     if isinstance(config, arch.config):
       return name
   raise TypeError(f"{type(config).__name__} is not a model config.")
+
+
+def param_count(params: Any) -> int:
+  """The number of scalars in a parameter tree."""
+  return sum(x.size for x in jax.tree_util.tree_leaves(params))

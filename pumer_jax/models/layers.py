@@ -18,6 +18,8 @@ import jax.numpy as jnp
 
 Dtype = Any
 INIT_STD = 0.02
+# The dtypes a model config may name, and what they compute in.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def dense(

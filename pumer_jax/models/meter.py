@@ -13,12 +13,12 @@ tokens are pruned by the text->image cross-attention of the real text
 tokens and merged on that attention's keys; the text tokens are merged on
 their self-attention keys; the image-side layer then runs on the reduced
 image. Parameter names of the encoders map onto Hugging Face
-`CLIPVisionModel` and `RobertaModel` by a table (`convert.py`).
+`CLIPVisionModel` and `RobertaModel` by a table (`pumer_jax.convert`).
+The config is `meter_config.py`, the encoders `meter_encoders.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -26,311 +26,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pumer_jax.models.dynamicvit import (
-    KeepPredictor,
-    drop_by_predictor,
-    sample_keep_policy,
-)
-from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
-from pumer_jax.models.inputs import (
-    backbone_passes,
-    unfold_pooled,
-    zero_inputs,
-)
+from pumer_jax.models.heads import ClassifierHead, RankHead
+from pumer_jax.models.inputs import backbone_passes, unfold_pooled, zero_inputs
+from pumer_jax.models.keep_predictor import KeepPredictor
 from pumer_jax.models.layers import (
-    INIT_STD,
+    DTYPES,
     Mlp,
     MultiHeadAttention,
-    bicubic_resize,
-    constrain_batch,
     dense,
     embed,
-    PrunedSizes,
     gate_row,
     layer_norm,
-    pruned_size,
 )
-from pumer_jax.models.reducers import (
-    ReduceConfig,
-    pumer_two_stream,
-    tome_merge,
-)
+from pumer_jax.models.meter_config import MeterConfig
+from pumer_jax.models.meter_encoders import ClipVisionEncoder, RobertaEncoder
+from pumer_jax.models.reducer_step import Tokens, pumer_two_stream, reduce_sequence
 from pumer_jax.reduce import init_source
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class MeterConfig:
-  """METER's architecture, head and reducer; defaults are METER-CLIP16-RoBERTa.
-
-  `vision_*` follow Hugging Face `CLIPVisionConfig`, `text_*` and
-  `vocab_size`/`max_position_embeddings`/`type_vocab_size`/`pad_token_id`
-  `RobertaConfig`; the rest sizes the fusion blocks (`num_fusion_layers`
-  co-attention blocks of width `hidden_size`). `image_size` sizes the
-  position table; other inputs that are multiples of `patch_size` get the
-  table resized bicubically. `input_size`, when set, pins the (H, W) a
-  compiled model expects.
-  """
-
-  # Image encoder (CLIP vision tower).
-  vision_hidden_size: int = 768
-  vision_num_layers: int = 11  # METER drops CLIP ViT-B/16's last block
-  vision_num_heads: int = 12
-  vision_intermediate_size: int = 3072
-  vision_act: str = "quick_gelu"
-  vision_layer_norm_eps: float = 1e-5
-  image_size: int = 224
-  patch_size: int = 16
-  num_channels: int = 3
-  # Text encoder (RoBERTa).
-  vocab_size: int = 50265
-  text_hidden_size: int = 768
-  text_num_layers: int = 12
-  text_num_heads: int = 12
-  text_intermediate_size: int = 3072
-  text_act: str = "gelu"
-  text_layer_norm_eps: float = 1e-5
-  max_position_embeddings: int = 514
-  type_vocab_size: int = 1
-  pad_token_id: int = 1
-  # Co-attention fusion.
-  hidden_size: int = 768
-  num_fusion_layers: int = 6
-  num_attention_heads: int = 12
-  intermediate_size: int = 3072
-  hidden_act: str = "gelu"
-  layer_norm_eps: float = 1e-12
-  hidden_dropout_prob: float = 0.0
-  attention_probs_dropout_prob: float = 0.0
-  # Task.
-  head: str = "vqa"
-  num_labels: int = 3129
-  num_images: int = 1
-  input_size: tuple[int, int] | None = None
-  dtype: str = "float32"
-  reduce: ReduceConfig = ReduceConfig()
-  # A model sliced by EfficientVLM (`compress/finalize.py`): per module and
-  # kind, the heads or FFN units each layer kept. () = unpruned.
-  pruned_sizes: PrunedSizes = ()
-
-  def __post_init__(self):
-    if self.head not in TASK_HEADS:
-      raise ValueError(f"head={self.head!r} must be one of {TASK_HEADS}.")
-    for width, heads, name in (
-        (self.vision_hidden_size, self.vision_num_heads, "vision_"),
-        (self.text_hidden_size, self.text_num_heads, "text_"),
-        (self.hidden_size, self.num_attention_heads, ""),
-    ):
-      if heads < 1 or width % heads:
-        raise ValueError(
-            f"{name}hidden_size={width} is not divisible by the head count "
-            f"{heads}.")
-    if self.head == "nlvr2" and self.num_images < 2:
-      raise ValueError("head='nlvr2' needs num_images >= 2.")
-    if self.max_text_len < 1:
-      raise ValueError(
-          f"max_position_embeddings={self.max_position_embeddings} leaves no "
-          f"text positions after pad_token_id={self.pad_token_id}.")
-    if self.dtype not in DTYPES:
-      raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
-
-  @property
-  def max_text_len(self) -> int:
-    """RoBERTa's positions start after the padding index."""
-    return self.max_position_embeddings - self.pad_token_id - 1
-
-  def schedule(self, image_len: int, text_len: int):
-    """The reducer's static token counts over the fusion blocks."""
-    # ToMe merges the image stream only: it has no text tokens to count.
-    text = 0 if self.reduce.method == "tome" else text_len
-    return self.reduce.schedule(self.num_fusion_layers, image_len, text)
-
-  @property
-  def pooled_size(self) -> int:
-    """Width of one image-text pair's pooled features (text; image)."""
-    return 2 * self.hidden_size
-
-  def replace(self, **changes) -> "MeterConfig":
-    return dataclasses.replace(self, **changes)
-
-  def layer_size(self, module: str, kind: str, layer: int, default: int
-                 ) -> int:
-    """Heads or FFN units of one layer, after any EfficientVLM slicing."""
-    return pruned_size(self.pruned_sizes, module, kind, layer, default)
-
-
-# ---------------------------------------------------------------------------
-# Encoders
-# ---------------------------------------------------------------------------
-
-
-class ClipLayer(nn.Module):
-  """CLIP's pre-LN residual block: x + Attn(LN(x)), then x + MLP(LN(x))."""
-
-  config: MeterConfig
-  layer: int = 0  # its index: a sliced model's layers differ in size
-
-  @nn.compact
-  def __call__(self, x, size, *, head_gate=None, unit_gate=None,
-               deterministic=True):
-    c = self.config
-    dtype = DTYPES[c.dtype]
-    h, aux = MultiHeadAttention(
-        c.layer_size("vision", "heads", self.layer, c.vision_num_heads),
-        c.vision_hidden_size, prop_attn=False, dtype=dtype,
-        head_dim=c.vision_hidden_size // c.vision_num_heads, name="self_attn",
-    )(layer_norm(c.vision_layer_norm_eps, "layer_norm1", dtype)(x), size,
-      head_gate=head_gate, deterministic=deterministic)
-    x = x + h
-    h = Mlp(c.layer_size("vision", "units", self.layer,
-                         c.vision_intermediate_size),
-            c.vision_hidden_size, c.vision_act, dtype, name="mlp")(
-                layer_norm(c.vision_layer_norm_eps, "layer_norm2", dtype)(x),
-                unit_gate)
-    return x + h, aux
-
-
-class ClipVisionEncoder(nn.Module):
-  """CLIP's vision tower; every token leaves through the final LayerNorm.
-
-  Returns `(tokens [B, 1 + h*w, Dv], hidden_states, attentions)`, where
-  `hidden_states` are the encoder's inputs after the pre-LN, layer by layer,
-  and the last one before the post-LN (Hugging Face's `last_hidden_state`).
-  """
-
-  config: MeterConfig
-
-  @nn.compact
-  def __call__(self, pixel_values, *, gates=None, deterministic=True):
-    c = self.config
-    dtype = DTYPES[c.dtype]
-    d = c.vision_hidden_size
-    patches = nn.Conv(
-        d, (c.patch_size, c.patch_size), strides=(c.patch_size,) * 2,
-        padding="VALID", use_bias=False, dtype=dtype,
-        kernel_init=nn.with_logical_partitioning(
-            nn.initializers.normal(INIT_STD), (None, None, None, "embed")),
-        name="patch_embedding",
-    )(pixel_values.astype(dtype))  # [B, h, w, Dv]
-    batch, h, w, _ = patches.shape
-    grid = c.image_size // c.patch_size
-    table = self.param(
-        "position_embedding",
-        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD),
-                                     (None, "embed")),
-        (grid * grid + 1, d),
-    )
-    cls_token = self.param(
-        "class_embedding",
-        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD),
-                                     ("embed",)),
-        (d,),
-    )
-    spatial = table[1:]
-    if (h, w) != (grid, grid):
-      spatial = bicubic_resize(spatial.reshape(grid, grid, d), (h, w))
-    spatial = spatial.reshape(1, h * w, d)
-    x = patches.reshape(batch, h * w, d) + spatial.astype(dtype)
-    cls = jnp.broadcast_to((cls_token + table[0]).astype(dtype), (batch, 1, d))
-    x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + h*w, Dv]
-    x = layer_norm(c.vision_layer_norm_eps, "pre_layernorm", dtype)(x)
-    x = constrain_batch(x)
-    size = jnp.ones(x.shape[:2], jnp.float32)
-    hidden_states, attentions = [], []
-    for i in range(c.vision_num_layers):
-      hidden_states.append(x)
-      x, aux = ClipLayer(c, i, name=f"layer_{i}")(
-          x, size, head_gate=gate_row(gates, "vision", "heads", i),
-          unit_gate=gate_row(gates, "vision", "units", i),
-          deterministic=deterministic)
-      attentions.append(aux["probs"])
-    hidden_states.append(x)
-    x = layer_norm(c.vision_layer_norm_eps, "post_layernorm", dtype)(x)
-    return x, hidden_states, attentions
-
-
-class BertLayer(nn.Module):
-  """A post-LN BERT/RoBERTa layer: LN(x + Attn(x)), then LN(x + FFN(x))."""
-
-  num_heads: int
-  hidden_size: int
-  intermediate_size: int
-  act: str
-  eps: float
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
-  head_dim: int | None = None
-
-  @nn.compact
-  def __call__(self, x, size, *, head_gate=None, unit_gate=None,
-               deterministic=True):
-    drop = nn.Dropout(self.dropout_rate)
-    h, aux = MultiHeadAttention(
-        self.num_heads, self.hidden_size,
-        dropout_rate=self.attention_dropout_rate, prop_attn=False,
-        dtype=self.dtype, head_dim=self.head_dim, name="attention",
-    )(x, size, head_gate=head_gate, deterministic=deterministic)
-    x = layer_norm(self.eps, "attention_norm", self.dtype)(
-        x + drop(h, deterministic))
-    h = Mlp(self.intermediate_size, self.hidden_size, self.act, self.dtype,
-            name="mlp")(x, unit_gate)
-    x = layer_norm(self.eps, "output_norm", self.dtype)(
-        x + drop(h, deterministic))
-    return x, aux
-
-
-class RobertaEncoder(nn.Module):
-  """RoBERTa: word + position + token-type embeddings, post-LN layers.
-
-  Positions count the real tokens from `pad_token_id + 1`, padding sits at
-  `pad_token_id`; Hugging Face derives the same from `input_ids != pad`,
-  we from the attention mask, so any tokenizer's padding id works.
-  Returns `(tokens [B, Lt, Dt], hidden_states, attentions)`.
-  """
-
-  config: MeterConfig
-
-  @nn.compact
-  def __call__(self, input_ids, attention_mask, token_type_ids, *,
-               gates=None, deterministic=True):
-    c = self.config
-    dtype = DTYPES[c.dtype]
-    d = c.text_hidden_size
-    mask = attention_mask.astype(jnp.int32)
-    positions = jnp.cumsum(mask, axis=1) * mask + c.pad_token_id
-    x = (
-        embed(c.vocab_size, d, "word_embeddings", dtype)(input_ids)
-        + embed(c.max_position_embeddings, d, "position_embeddings",
-                dtype)(positions)
-        + embed(c.type_vocab_size, d, "token_type_embeddings",
-                dtype)(token_type_ids)
-    )
-    x = layer_norm(c.text_layer_norm_eps, "LayerNorm", dtype)(x)
-    x = nn.Dropout(c.hidden_dropout_prob)(x, deterministic)
-    x = constrain_batch(x)
-    size = jnp.asarray(attention_mask, jnp.float32)
-    hidden_states, attentions = [], []
-    for i in range(c.text_num_layers):
-      hidden_states.append(x)
-      x, aux = BertLayer(
-          c.layer_size("text", "heads", i, c.text_num_heads), d,
-          c.layer_size("text", "units", i, c.text_intermediate_size),
-          c.text_act, c.text_layer_norm_eps, c.hidden_dropout_prob,
-          c.attention_probs_dropout_prob, dtype,
-          head_dim=d // c.text_num_heads, name=f"layer_{i}",
-      )(x, size, head_gate=gate_row(gates, "text", "heads", i),
-        unit_gate=gate_row(gates, "text", "units", i),
-        deterministic=deterministic)
-      attentions.append(aux["probs"])
-    hidden_states.append(x)
-    return x, hidden_states, attentions
-
-
-# ---------------------------------------------------------------------------
-# Fusion
-# ---------------------------------------------------------------------------
+__all__ = ["Meter", "MeterConfig", "MeterModel", "example_inputs"]
 
 
 class CrossLayer(nn.Module):
@@ -481,19 +194,16 @@ class MeterModel(nn.Module):
             x, t_size, self_aux["keys"], image, i_size, cross_aux["keys"],
             cross_aux["probs"], counts, protect_cls=rc.protect_cls,
             source=source)
-      elif counts is not None and rc.method == "tome":
-        image, i_size, source = tome_merge(image, i_size, cross_aux["keys"],
-                                           counts, source=source)
-      elif counts is not None and rc.method == "dynamicvit":
-        predictor = self.keep_predictors[schedule.layers.index(i)]
-        if train:
-          policy, kept = sample_keep_policy(
-              predictor, self.make_rng("gumbel"), image, policy, 0,
-              rc.gumbel_temperature)
+      elif counts is not None:  # ToMe, DynamicViT: the image stream alone
+        predictor = (self.keep_predictors[schedule.layers.index(i)]
+                     if rc.method == "dynamicvit" else None)
+        (image, i_size, source), policy, kept = reduce_sequence(
+            rc, counts, Tokens(image, i_size, source),
+            keys=cross_aux["keys"], text_len=0, predictor=predictor,
+            policy=policy, gumbel_rng=lambda: self.make_rng("gumbel"),
+            train=train)
+        if kept is not None:
           keep_fractions.append(kept)
-        else:
-          image, i_size, source = drop_by_predictor(
-              predictor, image, i_size, source, 0, counts.keep)
       y, i_self_aux, i_cross_aux = image_layer.attend(
           image, i_size, context, context_size, key_policy=policy,
           head_gate=gate_row(gates, "fusion_image", "heads", i),

@@ -3,12 +3,12 @@
 Text tokens and image patches share one sequence `[text; image]` through 12
 pre-LN blocks. Reducers act inside the blocks listed in `reduce.layers`,
 after the attention residual and before the MLP (DESIGN 4.3). Parameter
-names map one-to-one onto Hugging Face `ViltModel` (see `convert.py`).
+names map one-to-one onto Hugging Face `ViltModel` (`pumer_jax.convert`);
+the config is `vilt_config.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -16,138 +16,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pumer_jax.models.dynamicvit import (
-    KeepPredictor,
-    drop_by_predictor,
-    sample_keep_policy,
-)
-from pumer_jax.models.heads import TASK_HEADS, ClassifierHead, RankHead
-from pumer_jax.models.inputs import (
-    backbone_passes,
-    unfold_pooled,
-    zero_inputs,
-)
+from pumer_jax.models.keep_predictor import KeepPredictor
+from pumer_jax.models.heads import ClassifierHead, RankHead
+from pumer_jax.models.inputs import backbone_passes, unfold_pooled, zero_inputs
 from pumer_jax.models.layers import (
+    DTYPES,
     INIT_STD,
     Mlp,
     MultiHeadAttention,
     align_corners_resize,
     constrain_batch,
     embed,
-    PrunedSizes,
     gate_row,
     layer_norm,
-    pruned_size,
 )
-from pumer_jax.models.reducers import (
-    ReduceConfig,
-    pumer_single_stream,
-    tome_merge,
-)
+from pumer_jax.models.reducer_step import Tokens, reduce_sequence
+from pumer_jax.models.vilt_config import HF_ARCHITECTURE_HEADS, ViltConfig
 from pumer_jax.reduce import init_source
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Architectures of Hugging Face checkpoints, and the head each one carries.
-HF_ARCHITECTURE_HEADS = {
-    "ViltForQuestionAnswering": "vqa",
-    "ViltForImagesAndTextClassification": "nlvr2",
-    "ViltForImageAndTextRetrieval": "retrieval",
-    "ViltForMaskedLM": "none",
-    "ViltModel": "none",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ViltConfig:
-  """ViLT's architecture (Hugging Face `ViltConfig` names), head and reducer.
-
-  `image_size` sizes the position table (the pretraining resolution); inputs
-  of any size that is a multiple of `patch_size` work, their position
-  embeddings interpolated. `input_size`, when set, pins the (H, W) a
-  compiled model expects, so a wrong image is an error, not a recompile.
-  """
-
-  vocab_size: int = 30522
-  type_vocab_size: int = 2
-  modality_type_vocab_size: int = 2
-  max_position_embeddings: int = 40
-  hidden_size: int = 768
-  num_hidden_layers: int = 12
-  num_attention_heads: int = 12
-  intermediate_size: int = 3072
-  hidden_act: str = "gelu"
-  hidden_dropout_prob: float = 0.0
-  attention_probs_dropout_prob: float = 0.0
-  layer_norm_eps: float = 1e-12
-  image_size: int = 384
-  patch_size: int = 32
-  num_channels: int = 3
-  qkv_bias: bool = True
-  head: str = "vqa"
-  num_labels: int = 3129
-  num_images: int = 1
-  input_size: tuple[int, int] | None = None
-  dtype: str = "float32"
-  reduce: ReduceConfig = ReduceConfig()
-  # A model sliced by EfficientVLM (`compress/finalize.py`): per module and
-  # kind, the heads or FFN units each layer kept. () = unpruned.
-  pruned_sizes: PrunedSizes = ()
-
-  def __post_init__(self):
-    if self.head not in TASK_HEADS:
-      raise ValueError(f"head={self.head!r} must be one of {TASK_HEADS}.")
-    if self.hidden_size % self.num_attention_heads:
-      raise ValueError(
-          f"hidden_size={self.hidden_size} is not divisible by "
-          f"num_attention_heads={self.num_attention_heads}."
-      )
-    if self.head == "nlvr2" and self.num_images < 2:
-      raise ValueError("head='nlvr2' needs num_images >= 2.")
-    if self.num_images + 1 > self.modality_type_vocab_size:
-      raise ValueError(
-          f"num_images={self.num_images} needs modality_type_vocab_size >= "
-          f"{self.num_images + 1} (one type for text, one per image)."
-      )
-    if self.dtype not in DTYPES:
-      raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
-
-  @property
-  def max_text_len(self) -> int:
-    return self.max_position_embeddings
-
-  def schedule(self, image_len: int, text_len: int):
-    """The reducer's static token counts on inputs of these lengths."""
-    return self.reduce.schedule(self.num_hidden_layers, image_len, text_len)
-
-  def replace(self, **changes) -> "ViltConfig":
-    return dataclasses.replace(self, **changes)
-
-  def layer_size(self, module: str, kind: str, layer: int, default: int
-                 ) -> int:
-    """Heads or FFN units of one layer, after any EfficientVLM slicing."""
-    return pruned_size(self.pruned_sizes, module, kind, layer, default)
-
-  @classmethod
-  def from_hf(cls, hf: dict[str, Any], **overrides) -> "ViltConfig":
-    """From a Hugging Face `config.json` dict; the head from its architecture."""
-    archs = hf.get("architectures") or ["ViltModel"]
-    if archs[0] not in HF_ARCHITECTURE_HEADS:
-      raise ValueError(
-          f"config.json architecture {archs[0]!r} is not a ViLT model this "
-          f"project knows; expected one of {sorted(HF_ARCHITECTURE_HEADS)}."
-      )
-    head = HF_ARCHITECTURE_HEADS[archs[0]]
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in hf.items() if k in names}
-    values["head"] = head
-    num_labels = len(hf.get("id2label") or {}) or hf.get("num_labels", 2)
-    values["num_labels"] = 1 if head == "retrieval" else num_labels
-    num_images = hf.get("num_images", -1)
-    values["num_images"] = num_images if head == "nlvr2" else 1
-    if isinstance(values.get("image_size"), (list, tuple)):
-      raise ValueError("Only square position tables (int image_size) exist.")
-    values.update(overrides)
-    return cls(**values)
+__all__ = ["HF_ARCHITECTURE_HEADS", "Vilt", "ViltConfig", "ViltLayer", "ViltModel",
+           "example_inputs"]
 
 
 class TextEmbeddings(nn.Module):
@@ -324,26 +212,17 @@ class ViltModel(nn.Module):
                             deterministic=deterministic)
       attentions.append(aux["probs"])
       counts = schedule.at(i)
-      if counts is not None and rc.method == "pumer":
-        x, size, source = pumer_single_stream(
-            x, size, aux["keys"], aux["probs"], counts,
-            protect_cls=rc.protect_cls, source=source)
-        lt, li = counts.text_out, counts.image_out
-      elif counts is not None and rc.method == "tome":
-        x, size, source = tome_merge(x, size, aux["keys"], counts,
-                                     source=source)
-        lt = li = -1  # ToMe mixes modalities
-      elif counts is not None and rc.method == "dynamicvit":
-        predictor = self.keep_predictors[schedule.layers.index(i)]
-        if train:
-          policy, kept = sample_keep_policy(
-              predictor, self.make_rng("gumbel"), x, policy, lt,
-              rc.gumbel_temperature)
+      if counts is not None:
+        predictor = (self.keep_predictors[schedule.layers.index(i)]
+                     if rc.method == "dynamicvit" else None)
+        (x, size, source), policy, kept = reduce_sequence(
+            rc, counts, Tokens(x, size, source), keys=aux["keys"],
+            probs=aux["probs"], text_len=lt, predictor=predictor,
+            policy=policy, gumbel_rng=lambda: self.make_rng("gumbel"),
+            train=train)
+        if kept is not None:
           keep_fractions.append(kept)
-        else:
-          x, size, source = drop_by_predictor(predictor, x, size, source, lt,
-                                              counts.keep)
-          li = counts.keep
+        lt, li = _modality_lengths(rc.method, counts, lt, li, train)
       x = layer.feed_forward(x, unit_gate=gate_row(gates, "vilt", "units", i),
                              deterministic=deterministic)
       # DynamicViT masks instead of dropping while training: shapes stay.
@@ -376,6 +255,18 @@ class ViltModel(nn.Module):
       out["source"] = source
       out["size"] = size
     return out
+
+
+def _modality_lengths(method: str, counts, lt: int, li: int, train: bool
+                      ) -> tuple[int, int]:
+  """Text and image lengths after a reduction layer (-1: mixed by ToMe)."""
+  if method == "pumer":
+    return counts.text_out, counts.image_out
+  if method == "tome":
+    return -1, -1
+  if method == "dynamicvit" and not train:
+    return lt, counts.keep
+  return lt, li
 
 
 class Vilt(nn.Module):

@@ -1,8 +1,7 @@
-"""Task losses and distillation losses (DESIGN 4.5).
+"""Task losses, one per task head; the KD losses are `compress.distill`'s.
 
 Each function returns a per-example loss [B]; callers average over the
-valid examples. `logits_kl` is the one logits distillation shared by PuMer's
-KD and EfficientVLM's.
+valid examples with `masked_mean`.
 """
 
 from __future__ import annotations
@@ -58,48 +57,7 @@ def itm_pairs(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return out
 
 
-def logits_kl(
-    student: jax.Array, teacher: jax.Array, temperature: float = 1.0
-) -> jax.Array:
-  """KL(teacher || student) of softened distributions, times T^2.
-
-  Over the last axis by softmax; a single logit (retrieval's ITM score) is a
-  Bernoulli by sigmoid. Zero when student == teacher.
-  """
-  t = temperature
-  teacher = jax.lax.stop_gradient(teacher)
-  if student.shape[-1] == 1:
-    student = jnp.concatenate([student, jnp.zeros_like(student)], -1)
-    teacher = jnp.concatenate([teacher, jnp.zeros_like(teacher)], -1)
-  log_p_t = jax.nn.log_softmax(teacher / t, axis=-1)
-  log_p_s = jax.nn.log_softmax(student / t, axis=-1)
-  kl = jnp.sum(jnp.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
-  return kl * t * t  # [B]
-
-
-def hidden_mse(student: jax.Array, teacher: jax.Array,
-               weight: jax.Array | None = None) -> jax.Array:
-  """Mean squared error of hidden states [B, N, D] -> [B].
-
-  `weight` [B, N] restricts the mean to some tokens (e.g. the real ones).
-  """
-  sq = jnp.mean((student - jax.lax.stop_gradient(teacher)) ** 2, axis=-1)
-  if weight is None:
-    return sq.mean(axis=-1)
-  return (sq * weight).sum(-1) / jnp.maximum(weight.sum(-1), 1.0)
-
-
 def masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
   """Mean of per-example values over the valid examples."""
   valid = valid.astype(values.dtype)
   return (values * valid).sum() / jnp.maximum(valid.sum(), 1.0)
-
-
-def attention_mse(student: jax.Array, teacher: jax.Array) -> jax.Array:
-  """MSE of attention probabilities [B, H, Nq, Nk] -> [B] (EfficientVLM).
-
-  On the softmax probabilities, not the logits: padded keys have
-  probability 0 in both, so they add nothing.
-  """
-  diff = student - jax.lax.stop_gradient(teacher)
-  return jnp.mean(diff * diff, axis=(1, 2, 3))

@@ -18,7 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from pumer_jax.models import ARCHITECTURES, architecture_of
-from pumer_jax.models.reducers import ReduceConfig
+from pumer_jax.reduce import ReduceConfig
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"

@@ -22,14 +22,9 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pumer_jax.bench import (
-    SCHEMA_VERSION,
-    check_setup,
-    output_path,
-    reduce_dict,
-    run_benchmark,
-    write_json,
-)
+from pumer_jax.bench.presets import SCHEMA_VERSION, check_setup
+from pumer_jax.bench.report import output_path, write_json
+from pumer_jax.bench.runner import reduce_dict, run_benchmark
 from pumer_jax.models import ReduceConfig, ViltConfig
 from pumer_jax.reduce.schedule import METHODS
 

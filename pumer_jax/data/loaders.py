@@ -1,21 +1,37 @@
 """From a run config to prepared TFDS builders and grain loaders.
 
-The builders and loaders live in `pumer_jax.data`; this file only reads the
-config: which dataset, where its files are, which tokenizer and answer
-vocabulary, and each process's share of the global batch.
+The builders and the grain pipeline are this package's other modules; this
+file only reads the config: which dataset, where its files are, which
+tokenizer and answer vocabulary, and each process's share of the global
+batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import tensorflow_datasets as tfds
 
 from pumer_jax.data import answers, tokenizers
 from pumer_jax.data import flickr30k, nlvr2, pipeline, shapes_vqa, snli_ve
 from pumer_jax.data import vqa_v2
+
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalBatches:
+  """Fresh passes over a retrieval split: matched pairs (ITM accuracy,
+  timing), captions and images (crossed for the full score matrix)."""
+
+  pairs: Callable[[], Iterable[dict[str, np.ndarray]]]
+  captions: Callable[[], Iterable[dict[str, np.ndarray]]]
+  images: Callable[[], Iterable[dict[str, np.ndarray]]]
+
 
 # dataset name -> (builder class, its BuilderConfig class or None, task)
 DATASETS = {
@@ -109,7 +125,7 @@ def train_iterator(config: ml_collections.ConfigDict):
 def eval_batches(config: ml_collections.ConfigDict, split: str):
   """A function returning a fresh single pass over `split` (padded batches).
 
-  For retrieval, an `eval_lib.RetrievalBatches` of three such functions.
+  For retrieval, a `RetrievalBatches` of three such functions.
   """
   builder = prepared_builder(config)
   size = config.eval.batch_size
@@ -120,7 +136,6 @@ def eval_batches(config: ml_collections.ConfigDict, split: str):
 
   if config.task != "retrieval":
     return passes()
-  from pumer_jax.eval_lib import RetrievalBatches
   return RetrievalBatches(
       pairs=passes(), captions=passes("retrieval_captions"),
       images=passes("retrieval_images", config.eval.retrieval_image_batch))

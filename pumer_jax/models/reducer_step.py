@@ -1,99 +1,36 @@
-"""Where models meet `pumer_jax.reduce`: the reducer config and the steps
-that apply a reducer to a layer's tokens.
+"""The one reducer step both models call: a layer's tokens in, fewer out.
 
-The functions here carry no parameters. DynamicViT's predictor has
-parameters, so it is a module (`models/dynamicvit.py`).
+`reduce_sequence` dispatches on `ReduceConfig.method` for one sequence whose
+first `text_len` tokens are text (ViLT's `[text; image]` stream, or METER's
+image stream with `text_len=0`); METER's PuMer, which reduces two streams
+at once, calls `pumer_two_stream` directly. The functions carry no
+parameters: DynamicViT's predictor is a module (`models/keep_predictor.py`)
+that the caller passes in.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from pumer_jax.reduce import (
-    ReductionSchedule,
-    bipartite_merge,
-    text_informed_prune,
+from pumer_jax.models.keep_predictor import (
+    KeepPredictor,
+    drop_by_predictor,
+    sample_keep_policy,
 )
+from pumer_jax.reduce import ReduceConfig, bipartite_merge, text_informed_prune
 from pumer_jax.reduce.schedule import LayerCounts
 
 
-@dataclasses.dataclass(frozen=True)
-class ReduceConfig:
-  """Which reducer runs, where, and how hard (config key `reduce`).
+class Tokens(NamedTuple):
+  """One reducible sequence: tokens, their sizes and (optionally) sources."""
 
-  Attributes:
-    method: "none", "pumer", "tome", "dynamicvit" or "smres".
-    layers: 0-based layers (ViLT) or fusion blocks (METER) that reduce.
-    prune_ratio, image_merge_ratio, text_merge_ratio: PuMer's p, m, t.
-    tome_r, tome_schedule, tome_inflection: ToMe's r per layer.
-    keep_ratios: DynamicViT's rho per stage.
-    prop_attn: proportional attention (log size added to the logits).
-    protect_cls: never prune or merge the CLS tokens.
-    clamp_merge: clamp PuMer's merge counts at what bipartite matching can
-      merge (PuMer's reference code) instead of raising.
-    smres_size: (H, W) input resolution for "smres".
-    gumbel_temperature: DynamicViT's Gumbel-softmax temperature.
-  """
-
-  method: str = "none"
-  layers: tuple[int, ...] = ()
-  prune_ratio: float = 0.0
-  image_merge_ratio: float = 0.0
-  text_merge_ratio: float = 0.0
-  tome_r: int | tuple[int, ...] = 0
-  tome_schedule: str = "constant"
-  tome_inflection: float = 0.0
-  keep_ratios: tuple[float, ...] = ()
-  prop_attn: bool = True
-  protect_cls: bool = True
-  clamp_merge: bool = False
-  smres_size: tuple[int, int] | None = None
-  gumbel_temperature: float = 1.0
-
-  @classmethod
-  def from_mapping(cls, mapping: Any) -> "ReduceConfig":
-    """From a dict or ConfigDict; unknown keys are an error."""
-    values = dict(mapping.items()) if mapping is not None else {}
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-      raise ValueError(
-          f"reduce config has unknown keys {unknown}; valid keys: "
-          f"{sorted(names)}."
-      )
-    for key in ("layers", "keep_ratios", "smres_size"):
-      if values.get(key) is not None:
-        values[key] = tuple(values[key])
-    if isinstance(values.get("tome_r"), (list, tuple)):
-      values["tome_r"] = tuple(values["tome_r"])
-    return cls(**values)
-
-  def replace(self, **changes) -> "ReduceConfig":
-    return dataclasses.replace(self, **changes)
-
-  def schedule(
-      self, depth: int, image_len: int, text_len: int
-  ) -> ReductionSchedule:
-    return ReductionSchedule.build(
-        self.method,
-        depth=depth,
-        image_len=image_len,
-        text_len=text_len,
-        layers=self.layers,
-        prune_ratio=self.prune_ratio,
-        image_merge_ratio=self.image_merge_ratio,
-        text_merge_ratio=self.text_merge_ratio,
-        tome_r=self.tome_r,
-        tome_schedule=self.tome_schedule,
-        tome_inflection=self.tome_inflection,
-        keep_ratios=self.keep_ratios,
-        protect_cls=self.protect_cls,
-        clamp_merge=self.clamp_merge,
-    )
+  x: jax.Array  # [B, N, D]
+  size: jax.Array  # [B, N]
+  source: jax.Array | None = None  # [B, N, N0]
 
 
 def _split(a: jax.Array | None, at: int):
@@ -210,3 +147,55 @@ def tome_merge(
   out = bipartite_merge(x, keys, size, counts.merge, protect_first=True,
                         source=source)
   return out if source is not None else out + (None,)
+
+
+def reduce_sequence(
+    reduce: ReduceConfig,
+    counts: LayerCounts,
+    tokens: Tokens,
+    *,
+    keys: jax.Array,
+    text_len: int,
+    probs: jax.Array | None = None,
+    predictor: KeepPredictor | None = None,
+    policy: jax.Array | None = None,
+    gumbel_rng: Callable[[], jax.Array] | None = None,
+    train: bool = False,
+) -> tuple[Tokens, jax.Array | None, jax.Array | None]:
+  """Applies `reduce.method` to one sequence at a reduction layer.
+
+  Args:
+    reduce: the reducer.
+    counts: this layer's static counts.
+    tokens: the sequence; its first `text_len` tokens are text.
+    keys: [B, N, Dh] head-mean attention keys (the merge metric).
+    text_len: text tokens in front of the image tokens (0: image only).
+    probs: [B, H, N, N] this layer's attention probabilities (PuMer).
+    predictor: DynamicViT's keep predictor for this stage.
+    policy: DynamicViT's training keep mask [B, N] so far, or None.
+    gumbel_rng: returns the Gumbel key (DynamicViT training only).
+    train: DynamicViT masks (Gumbel) in training and drops at inference.
+
+  Returns:
+    `(tokens, policy, kept_fraction)`: the reduced sequence (unchanged
+    length when DynamicViT masks), the keep mask, and DynamicViT's kept
+    fraction of this stage in training (else None).
+  """
+  method = reduce.method
+  if method == "pumer":
+    x, size, source = pumer_single_stream(
+        tokens.x, tokens.size, keys, probs, counts,
+        protect_cls=reduce.protect_cls, source=tokens.source)
+    return Tokens(x, size, source), policy, None
+  if method == "tome":
+    return Tokens(*tome_merge(tokens.x, tokens.size, keys, counts,
+                              source=tokens.source)), policy, None
+  if method == "dynamicvit":
+    if train:
+      policy, kept = sample_keep_policy(predictor, gumbel_rng(), tokens.x,
+                                        policy, text_len,
+                                        reduce.gumbel_temperature)
+      return tokens, policy, kept
+    return Tokens(*drop_by_predictor(predictor, *tokens, text_len,
+                                     counts.keep)), policy, None
+  raise ValueError(f"method {method!r} does not reduce inside a layer.")

@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import flax
-import jax
 import optax
 
 GROUPS = ("base", "head", "fusion", "predictor")
-GATE_STATE = "hard_concrete"  # params key of EfficientVLM's gate state
 # METER's cross-modal parameters (its `cross_modal_*`): fine-tuned at a
 # higher learning rate than the pre-trained encoders.
 FUSION_PREFIXES = ("text_layer_", "image_layer_", "text_transform",
@@ -25,8 +23,6 @@ FUSION_PREFIXES = ("text_layer_", "image_layer_", "text_transform",
 
 def param_group(path: tuple[str, ...]) -> str:
   """The optimiser group of a parameter, from its path."""
-  if path[0] == GATE_STATE:  # EfficientVLM's log_alpha and lambdas
-    return path[1]
   if path[0] in ("classifier", "rank"):
     return "head"
   if any(p.startswith("keep_predictor") for p in path):
@@ -61,13 +57,12 @@ def _decay_mask(params: Any) -> Any:
   return flax.traverse_util.unflatten_dict(mask)
 
 
-def make_optimizer(optim: Any, total_steps: int, params: Any,
-                   gate_lr: float | None = None
+def make_optimizer(optim: Any, total_steps: int, params: Any
                    ) -> optax.GradientTransformation:
   """The full optimiser for `params` (a tree, abstract or concrete).
 
-  Gate state under `params["hard_concrete"]` (EfficientVLM's pruning) gets
-  its own Adam at `gate_lr`, ascending on the Lagrange multipliers.
+  EfficientVLM's gate state is not a parameter: it has its own optimiser
+  (`compress.gates.gate_optimizer`) in the train state.
   """
   schedule = learning_rate_schedule(optim, total_steps)
   mults = dict(optim.get("lr_mults", {}) or {})
@@ -84,17 +79,8 @@ def make_optimizer(optim: Any, total_steps: int, params: Any,
   labels = flax.traverse_util.path_aware_map(
       lambda path, _: param_group(path), params)
   transforms = {g: group_optimizer(mults.get(g, 1.0)) for g in GROUPS}
-  if GATE_STATE in params:
-    from pumer_jax.compress.gates import gate_transforms
-    if gate_lr is None:
-      raise ValueError("gate state in the params needs gate_lr "
-                       "(prune.reg_lr).")
-    transforms.update(gate_transforms(gate_lr))
   chain = [optax.multi_transform(transforms, labels)]
   if optim.grad_clip:
     chain.insert(0, optax.clip_by_global_norm(optim.grad_clip))
   return optax.chain(*chain)
 
-
-def param_count(params: Any) -> int:
-  return sum(x.size for x in jax.tree_util.tree_leaves(params))

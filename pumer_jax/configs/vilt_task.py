@@ -3,7 +3,7 @@ retrieval}.py: model shape, data, optimiser and PuMer's reference reducer."""
 
 from __future__ import annotations
 
-from pumer_jax.config_defaults import base_config, parse_arg, reduce_config
+from pumer_jax.configs.base import base_config, parse_arg, reduce_config
 
 # PuMer's reference ratios for ViLT (DESIGN 4.3), reduce layers per task.
 PUMER_RATIOS = dict(prune_ratio=0.1, image_merge_ratio=0.3,

@@ -11,7 +11,7 @@ import dataclasses
 import ml_collections
 
 from pumer_jax.models import ARCHITECTURES
-from pumer_jax.models.reducers import ReduceConfig
+from pumer_jax.reduce import ReduceConfig
 
 
 def _dataclass_dict(obj, skip=()) -> dict:
@@ -63,7 +63,10 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.progress = True
-  c.init_from = ""  # a model checkpoint dir (convert.py or a finished run)
+  # A model dir to start from (`python -m pumer_jax.convert`'s output or a
+  # run's WORKDIR/model): fine-tuning copies every parameter that fits;
+  # EfficientVLM's prune stage takes the distilled student from here.
+  c.init_from = ""
 
   model = _dataclass_dict(ARCHITECTURES[arch].config(), skip=("reduce",))
   model["input_size"] = (384, 384)
@@ -100,19 +103,21 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       lr_mults=ml_collections.ConfigDict(dict(head=10.0, fusion=1.0,
                                               predictor=1.0)),
   ))
+  # Knowledge distillation from a frozen teacher, for every trainer. Weights
+  # of the loss terms: task, logits (KL at `temperature`), hidden (MSE of
+  # the pooled features when fine-tuning a reducer, whose token counts
+  # differ from the teacher's; of every student hidden state i against
+  # teacher hidden 2i in EfficientVLM), attn (EfficientVLM only: attention
+  # probabilities of student layer i against teacher layer 2i+1).
   c.distill = ml_collections.ConfigDict(dict(
-      teacher="",  # a model checkpoint dir: the frozen unreduced model
-      temperature=1.0, task_weight=1.0, logits_weight=1.0, hidden_weight=0.0,
+      teacher="",  # a model dir: the fine-tuned, unreduced model
+      temperature=1.0, task=1.0, logits=1.0, hidden=0.0, attn=0.0,
   ))
   c.dynamicvit = ml_collections.ConfigDict(dict(ratio_weight=2.0))
-  # EfficientVLM (configs/efficientvlm.py): "" (off), "distill" (a
-  # half-depth student of teacher_checkpoint) or "prune" (gates on the
-  # student at init_checkpoint, KD from teacher_checkpoint continuing).
+  # EfficientVLM (configs/efficientvlm.py; its own trainer): "" (off: the
+  # fine-tuning trainer), "distill" (a half-depth student of distill.teacher)
+  # or "prune" (gates on the student at init_from, KD continuing).
   c.stage = ""
-  c.teacher_checkpoint = ""
-  c.init_checkpoint = ""
-  c.kd = ml_collections.ConfigDict(dict(
-      task=1.0, logits=1.0, attn=1.0, hidden=1.0, temperature=1.0))
   c.prune = ml_collections.ConfigDict(dict(
       target=0.5,  # the expected sparsity of the prunable parameters
       reg_lr=0.01,  # Adam on log_alpha (descent) and the lambdas (ascent)

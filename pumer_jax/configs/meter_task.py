@@ -4,8 +4,8 @@ PuMer's reference reducer for METER (DESIGN 4.3)."""
 
 from __future__ import annotations
 
-from pumer_jax.config_defaults import base_config, parse_arg, reduce_config
-from pumer_jax.data.shapes_vqa import ANSWERS, tokenizer as shapes_tokenizer
+from pumer_jax.configs.base import base_config, parse_arg, reduce_config
+from pumer_jax.data.shapes_vocab import ANSWERS, VOCAB_SIZE
 
 # The tiny model of `runlocal`: checks the wiring on a laptop in a minute.
 # Every module's depth is even, so EfficientVLM can halve it.
@@ -89,7 +89,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
     c.data.builder_config = dict(image_size=64, num_train=64,
                                  num_validation=32, num_test=32)
     c.data.lock()
-    c.model.update(dict(vocab_size=len(shapes_tokenizer()),
+    c.model.update(dict(vocab_size=VOCAB_SIZE,
                         max_position_embeddings=18, num_labels=len(ANSWERS)))
     c.eval.split = "test"
   c.reduce = reducers[args.method]

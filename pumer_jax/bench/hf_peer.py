@@ -3,7 +3,7 @@
 Times `transformers.ViltForQuestionAnswering` (PyTorch, unreduced, random
 weights) on the same shapes, device and run as the Flax benchmark, in eager
 mode and, where it works, under `torch.compile`, with the same statistics
-(`pumer_jax.timing.time_jitted`). `pumer_jax.bench` calls `run_hf_peer`.
+(`bench.measure.time_jitted`). `bench.runner` calls `run_hf_peer`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from pumer_jax.bench import cpu_threads, throughput_summary
+from pumer_jax.bench.measure import cpu_threads, throughput_summary, time_jitted
 from pumer_jax.models.vilt import ViltConfig
-from pumer_jax.timing import time_jitted
 
 # ViltConfig fields that Hugging Face's ViltConfig takes under the same name.
 HF_FIELDS = (

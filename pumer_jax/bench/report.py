@@ -1,0 +1,87 @@
+"""The benchmark's output: the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+# The keys of a report and of each of its results (a test holds the
+# benchmark to them; benchmarks/README.md explains each).
+SCHEMA_KEYS = frozenset((
+    "schema_version", "preset", "created", "versions", "device", "dtype",
+    "model", "image_size", "text_len", "batch", "timing", "results", "peer",
+))
+RESULT_KEYS = frozenset((
+    "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
+    "batch_trials", "speedup", "flops_per_example", "flop_ratio",
+    "flop_speedup", "efficiency", "peak_memory_bytes", "memory_reduction",
+    "memory_estimate_bytes", "memory_estimate_reduction", "tokens_per_layer",
+))
+
+
+def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
+  return "-" if value is None else format(value * scale, spec)
+
+
+def format_table(report: dict[str, Any]) -> str:
+  """The report as a plain-text table, one row per method."""
+  d = report["device"]
+  h, w = report["image_size"]
+  lines = [
+      f"device {d['platform']}: {d['kind']} | dtype {report['dtype']} | "
+      f"image {h}x{w} | text {report['text_len']} | batch from "
+      f"{report['batch']['start']} by {report['batch']['step']} to "
+      f"{report['batch']['max']}, memory at {report['batch']['memory']}",
+  ]
+  header = ("method", "batch", "ex/s", "p10-p90 ex/s", "speedup", "GFLOP/ex",
+            "FLOP ratio", "FLOP speedup", "efficiency", "peak MiB",
+            "mem red.", "est. MiB", "tokens out")
+  rows = [header]
+  for r in report["results"]:
+    s = r["spread"]
+    rows.append((
+        r["name"], str(r["batch"]), _fmt(r["throughput"], ".1f"),
+        f"{_fmt(s['throughput_p10'], '.1f')}-"
+        f"{_fmt(s['throughput_p90'], '.1f')}",
+        _fmt(r["speedup"], ".2f"), _fmt(r["flops_per_example"], ".3f", 1e-9),
+        _fmt(r["flop_ratio"], ".3f"), _fmt(r["flop_speedup"], ".2f"),
+        _fmt(r["efficiency"], ".2f"),
+        _fmt(r["peak_memory_bytes"], ".1f", 2.0 ** -20),
+        _fmt(r["memory_reduction"], ".1%"),
+        _fmt(r["memory_estimate_bytes"], ".1f", 2.0 ** -20),
+        str(r["tokens_per_layer"][-1]),
+    ))
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  for row in rows:
+    lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd)
+                           for i, (c, wd) in enumerate(zip(row, widths))))
+  peer = report.get("peer")
+  if peer:
+    lines.append(f"peer: {peer['name']} on {peer['device']}, batch "
+                 f"{peer['batch']}, {peer['threads']} threads")
+    for mode in ("eager", "compile"):
+      entry = peer.get(mode)
+      if entry is None:
+        continue
+      if "error" in entry:
+        lines.append(f"  {mode}: failed ({entry['error'].splitlines()[0]})")
+        continue
+      ratio = peer.get(f"flax_none_over_{mode}")
+      lines.append(f"  {mode}: {entry['throughput']:.1f} ex/s; Flax none / "
+                   f"HF {mode} = {_fmt(ratio, '.2f')}")
+  return "\n".join(lines)
+
+
+def output_path(out_dir: str | pathlib.Path, kind: str, report: dict,
+                suffix: str = ".json") -> pathlib.Path:
+  """`{kind}_{preset}_{platform}_{dtype}{suffix}` under `out_dir`."""
+  preset = report.get("preset") or "custom"
+  name = f"{kind}_{preset}_{report['device']['platform']}_{report['dtype']}"
+  return pathlib.Path(out_dir) / f"{name}{suffix}"
+
+
+def write_json(path: pathlib.Path, data: dict[str, Any]) -> pathlib.Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(data, indent=2) + "\n")
+  return path

@@ -1,0 +1,149 @@
+"""Evaluation: task metrics for one checkpoint under several reducers.
+
+Each reducer is applied to the same parameters (off the shelf, or the one
+the checkpoint was trained with); per method we report the task metric,
+tokens entering each layer, the compiled-FLOP ratio and the measured
+throughput ratio to the unreduced model, all from one run. `main` is
+eval.py's body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from pumer_jax.bench.measure import compiled_flops, time_jitted
+from pumer_jax.data import loaders
+from pumer_jax.evaluate.metrics import (
+    METRIC_NAMES,
+    batch_metric_sums,
+    recall_at_k,
+    retrieval_scores,
+)
+from pumer_jax.evaluate.report import format_table, write_report
+from pumer_jax.models import saved
+from pumer_jax.models.inputs import model_inputs
+from pumer_jax.reduce import ReduceConfig
+from pumer_jax.train import sharding
+
+
+def reducer_for(name: str, config: ml_collections.ConfigDict,
+                trained: ReduceConfig) -> ReduceConfig:
+  """The reducer called `name`: the trained one if it matches, else
+  `config.reducers[name]` (applied off the shelf)."""
+  if name == trained.method:
+    return trained
+  if name not in config.reducers:
+    raise ValueError(
+        f"eval.methods names {name!r} but config.reducers has no such entry "
+        f"(has {sorted(config.reducers)}).")
+  return ReduceConfig.from_mapping(config.reducers[name])
+
+
+def evaluate(
+    model_dir: str | pathlib.Path,
+    config: ml_collections.ConfigDict,
+    make_batches: Callable[[], Iterable[dict[str, np.ndarray]]],
+    methods: list[str],
+) -> dict[str, Any]:
+  """Evaluates the model in `model_dir` under each reducer in `methods`.
+
+  `make_batches()` returns a fresh pass over the evaluation split (padded
+  batches with a `valid` mask, so every example counts exactly once). For
+  retrieval it is a `RetrievalBatches` (matched pairs, captions, images):
+  the headline value is IR R@1, with IR/TR R@1/5/10 beside it.
+  """
+  base_model, variables = saved.load_model(model_dir)
+  trained = base_model.config.reduce
+  task = config.task
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.model)
+  params = variables["params"]
+  results = []
+  timing_batch = None
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    for name in methods:
+      reduce = reducer_for(name, config, trained)
+      model = type(base_model)(
+          dataclasses.replace(base_model.config, reduce=reduce))
+      if reduce.method == "dynamicvit" and not any(
+          k.startswith("keep_predictor")
+          for module in params.values() for k in module):
+        raise ValueError(
+            f"method {name!r} (dynamicvit) needs trained keep predictors; "
+            f"{model_dir} has none. Train with reduce.method=dynamicvit.")
+
+      def forward(p, batch, model=model):
+        return model.apply({"params": p}, **model_inputs(batch), train=False)
+
+      @jax.jit
+      def eval_step(p, batch, forward=forward):
+        out = forward(p, batch)
+        total, count = batch_metric_sums(task, out, batch)
+        return total, count, out["tokens"]
+
+      extra = {}
+      total, count, tokens = 0.0, 0.0, None
+      for batch in (make_batches() if task != "retrieval"
+                    else make_batches.pairs()):
+        if timing_batch is None:
+          timing_batch = sharding.put_batch(batch, mesh)
+        s, c, tokens = eval_step(params, sharding.put_batch(batch, mesh))
+        total += float(s)
+        count += float(c)
+      if count == 0:
+        raise ValueError("the evaluation split produced no valid examples.")
+      if task == "retrieval":
+        scores, image_of_caption = retrieval_scores(
+            jax.jit(forward), params, make_batches.captions,
+            make_batches.images, mesh)
+        extra = recall_at_k(scores, image_of_caption)
+        total, count = extra["ir_r@1"], 1.0
+      fwd = jax.jit(forward)
+      timing = time_jitted(fwd, params, timing_batch,
+                           repeats=config.eval.timing_repeats, warmup=1,
+                           min_seconds=config.eval.timing_min_seconds)
+      batch_size = timing_batch["input_ids"].shape[0]
+      results.append(dict(
+          method=name,
+          reduce=dataclasses.asdict(reduce),
+          metric=METRIC_NAMES[task],
+          value=total / count,
+          examples=int(count),
+          tokens_per_layer=[int(t) for t in np.asarray(tokens)],
+          flops_per_example=compiled_flops(
+              fwd.lower(params, timing_batch).compile()) / batch_size,
+          examples_per_s=batch_size / timing.median_s,
+          **extra,
+      ))
+  reference = next((r for r in results if r["method"] == "none"), results[0])
+  for r in results:
+    r["flop_ratio"] = r["flops_per_example"] / reference["flops_per_example"]
+    r["speedup"] = r["examples_per_s"] / reference["examples_per_s"]
+  return dict(task=task, model_dir=str(model_dir),
+              device=str(jax.devices()[0].device_kind),
+              timing_batch=int(timing_batch["input_ids"].shape[0]),
+              results=results)
+
+
+def main(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+  """eval.py's body: evaluate, print the table, write the JSON report."""
+  workdir = pathlib.Path(workdir)
+  model_dir = pathlib.Path(config.eval.checkpoint or workdir / "model")
+  methods = [m.strip() for m in config.eval.methods.split(",") if m.strip()]
+  report = evaluate(model_dir, config,
+                    loaders.eval_batches(config, config.eval.split),
+                    methods)
+  report["split"] = config.eval.split
+  print(format_table(report))
+  if jax.process_index() == 0:
+    path = workdir / f"eval_{config.eval.split}.json"
+    write_report(report, path)
+    print(f"wrote {path}")
+  return report

@@ -1,0 +1,187 @@
+"""The fine-tuning trainer: a model with a reducer, optionally distilled.
+
+Trains `config.model` with the reducer `config.reduce` on the task loss,
+plus knowledge distillation from a frozen unreduced teacher when
+`config.distill.teacher` names one (PuMer's recipe, DESIGN 4.5), plus
+DynamicViT's keep-ratio loss when the reducer is DynamicViT.
+
+  train_and_evaluate(config, workdir)
+
+reads top to bottom: model, mesh, data, sharded state, teacher, step,
+resume or initialise, loop, export. Its pieces are top-level functions so
+tests can run one step without the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from pumer_jax.compress import distill as kd
+from pumer_jax.models import ARCHITECTURES, saved
+from pumer_jax.models.inputs import model_inputs
+from pumer_jax.reduce import ReduceConfig, keep_ratio_loss
+from pumer_jax.train import checkpoints, loop, losses, optim
+from pumer_jax.train.state import (
+    TrainState,
+    init_sharded_state,
+    load_teacher,
+    overwrite_params,
+)
+from pumer_jax.train.step import jit_train_step, make_train_step
+
+
+def build_model_config(config: ml_collections.ConfigDict) -> Any:
+  """The `config.arch` model config (ViltConfig, MeterConfig) from
+  `config.model` and `config.reduce`; unknown keys fail."""
+  if config.arch not in ARCHITECTURES:
+    raise ValueError(
+        f"arch={config.arch!r} must be one of {sorted(ARCHITECTURES)}.")
+  config_cls = ARCHITECTURES[config.arch].config
+  fields = {f.name for f in dataclasses.fields(config_cls)}
+  values = dict(config.model.items())
+  unknown = sorted(set(values) - fields)
+  if unknown:
+    raise ValueError(f"config.model has unknown keys {unknown}.")
+  if values.get("input_size") is not None:
+    values["input_size"] = tuple(values["input_size"])
+  values["reduce"] = ReduceConfig.from_mapping(config.reduce)
+  return config_cls(**values)
+
+
+def build_model(config: ml_collections.ConfigDict):
+  """`(model, model_config, example inputs)` for `config`."""
+  model_config = build_model_config(config)
+  arch = ARCHITECTURES[config.arch]
+  example = arch.example_inputs(model_config, 1, config.data.text_len)
+  return arch.module(model_config), model_config, example
+
+
+# ---------------------------------------------------------------------------
+# Loss terms, each `(out, teacher_out, batch) -> per-example [B]`.
+# ---------------------------------------------------------------------------
+
+
+def task_term(task: str):
+  """The task's loss on the model's logits."""
+  task_loss = losses.TASK_LOSSES[task]
+  label_key = "labels" if task == "vqa" else "label"
+  return lambda out, batch: task_loss(out["logits"], batch[label_key])
+
+
+def logits_kd(out, teacher_out, temperature: float) -> jax.Array:
+  return kd.logits_kl(out["logits"], teacher_out["logits"], temperature)
+
+
+def pooled_kd(out, teacher_out) -> jax.Array:
+  """MSE of the pooled features: their shapes agree even when the student
+  drops tokens, unlike any per-token hidden state."""
+  return kd.hidden_mse(out["pooled"][:, None], teacher_out["pooled"][:, None])
+
+
+def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
+                 teacher: nn.Module | None = None):
+  """`loss_fn(params, gates, batch, teacher_params, rng, step)`.
+
+  Loss = distill.task * task + distill.logits * KL(teacher || student)
+  + distill.hidden * pooled-feature MSE (with a teacher; without one the
+  task loss alone) + dynamicvit.ratio_weight * DynamicViT's ratio loss.
+  """
+  distill, reduce = config.distill, model.config.reduce
+  if distill.attn:
+    raise ValueError(
+        "distill.attn is EfficientVLM's attention KD (configs/"
+        "efficientvlm.py); a reducer changes the token counts, so fine-"
+        "tuning distils logits (distill.logits) and pooled features "
+        "(distill.hidden). Set distill.attn=0.")
+  task = task_term(config.task)
+
+  def loss_fn(params, gates, batch, teacher_params, rng, step):
+    del gates, step  # fine-tuning has neither gates nor a step schedule
+    if config.task == "retrieval":
+      batch = losses.itm_pairs(batch)
+    drop_rng, gumbel_rng = jax.random.split(rng)
+    out = model.apply({"params": params}, **model_inputs(batch), train=True,
+                      rngs={"dropout": drop_rng, "gumbel": gumbel_rng})
+    valid = batch["valid"]
+    metrics = {"task_loss": losses.masked_mean(task(out, batch), valid)}
+    loss = metrics["task_loss"]
+    if teacher is not None:
+      t_out = teacher.apply({"params": teacher_params},
+                            **model_inputs(batch), train=False)
+      metrics["kd_logits"] = losses.masked_mean(
+          logits_kd(out, t_out, distill.temperature), valid)
+      loss = distill.task * loss + distill.logits * metrics["kd_logits"]
+      if distill.hidden:
+        metrics["kd_hidden"] = losses.masked_mean(pooled_kd(out, t_out),
+                                                  valid)
+        loss = loss + distill.hidden * metrics["kd_hidden"]
+    if reduce.method == "dynamicvit":
+      metrics["ratio_loss"] = keep_ratio_loss(out["keep_fractions"],
+                                              reduce.keep_ratios)
+      loss = loss + config.dynamicvit.ratio_weight * metrics["ratio_loss"]
+    metrics["loss"] = loss
+    return loss, metrics
+
+  return loss_fn
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+    train_iter: Iterator[dict[str, np.ndarray]] | None = None,
+) -> TrainState:
+  """Trains `config` in `workdir`, resuming its latest checkpoint.
+
+  `train_iter` overrides the config's data (tests pass in-memory batches).
+  """
+  if config.stage:
+    raise ValueError(
+        f"stage={config.stage!r} is an EfficientVLM stage: train it with "
+        "pumer_jax.train.efficientvlm (train.py picks it from the config).")
+  workdir = pathlib.Path(workdir)
+  if jax.process_index() == 0:
+    checkpoints.claim_workdir(workdir, config)
+
+  # ----- Model, mesh, data --------------------------------------------------
+  model, model_config, example = build_model(config)
+  mesh = loop.make_mesh(config)
+  train_iter = loop.train_iterator(config, train_iter)
+
+  # ----- Sharded state ------------------------------------------------------
+  abstract_params = nn.meta.unbox(jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), **example))["params"])
+  tx = optim.make_optimizer(config.optim, config.total_steps, abstract_params)
+  state, shardings = init_sharded_state(
+      model, tx, example, jax.random.PRNGKey(config.seed), mesh)
+
+  # ----- Teacher and step ---------------------------------------------------
+  teacher, teacher_params, teacher_sh = load_teacher(
+      config.distill.teacher, mesh, example)
+  step_fn = jit_train_step(
+      make_train_step(make_loss_fn(model, config, teacher), tx), shardings,
+      mesh, teacher_sh)
+
+  # ----- Resume, or start from a saved model --------------------------------
+  manager = checkpoints.checkpoint_manager(workdir, config)
+  restored = checkpoints.resume(manager, state, train_iter, workdir)
+  if restored is not None:
+    state = restored
+  elif config.init_from:
+    _, variables = saved.load_model(config.init_from)
+    state = overwrite_params(state, variables["params"], config.init_from)
+
+  # ----- Loop, then export --------------------------------------------------
+  state = loop.run_loop(config, workdir, state, step_fn, train_iter, mesh,
+                        manager, teacher_params)
+  # The trained model in the format eval.py, init_from and distill.teacher
+  # read. Re-exported (replaced) when a resumed run finishes again.
+  saved.save_model(workdir / "model", model_config, state.params,
+                   overwrite=True)
+  return state
