@@ -68,6 +68,7 @@ def get_config(arg=None):
   c.eval.batch_size = 250
 
   if args.runlocal:
+    c.debug_checks = True  # checkify the input values inside jit
     c.total_steps = 4
     c.log_every = 1
     c.checkpoint_every = 2

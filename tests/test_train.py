@@ -1,5 +1,6 @@
 """End-to-end training: learning, resume, checkpoints, distillation, mesh."""
 
+import itertools
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 from pumer_jax.models import saved
 from pumer_jax.train import finetune, optim, sharding
@@ -207,3 +209,28 @@ def test_eight_device_mesh_matches_one_device():
 def test_mesh_errors_name_the_fix():
   with pytest.raises(ValueError, match="mesh.data"):
     sharding.make_mesh(3, 1)
+
+
+def test_debug_checks_stop_a_bad_batch_inside_jit(tmp_path):
+  """With debug_checks, the jitted step checks values (checkify) and names
+  the example; without, the id past the table turns into NaN and only the
+  NaN guard stops the run, a step later and without naming the cause."""
+  batch = random_batch(0)
+  batch["input_ids"][3, 2] = 30  # vocab_size is 30
+  with pytest.raises(checkify.JaxRuntimeError, match="example 3: a token id"):
+    finetune.train_and_evaluate(tiny_config(debug_checks=True, total_steps=2),
+                                tmp_path / "checked",
+                                train_iter=itertools.repeat(batch))
+  with pytest.raises(FloatingPointError, match="loss is nan"):
+    finetune.train_and_evaluate(tiny_config(total_steps=2),
+                                tmp_path / "free",
+                                train_iter=itertools.repeat(batch))
+
+
+def test_each_trainer_refuses_the_others_config(tmp_path):
+  with pytest.raises(ValueError, match="EfficientVLM stage"):
+    finetune.train_and_evaluate(tiny_config(stage="distill"), tmp_path,
+                                train_iter=fixed_batches())
+  with pytest.raises(ValueError, match="distill.attn is EfficientVLM"):
+    finetune.make_loss_fn(init_model(tiny_config())[0],
+                          tiny_config(**{"distill.attn": 1.0}))

@@ -45,6 +45,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--min_seconds", type=float, default=0.0)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--debug_checks", action="store_true",
+                      help="compile the input-value checks in (checkify); "
+                      "the timings then include their cost")
   parser.add_argument("--sweep", action="store_true",
                       help="ratios/layers grid -> Pareto chart (PNG + JSON)")
   parser.add_argument("--eval_results", default=None,
@@ -90,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       max_batch=args.max_batch, memory_batch=args.memory_batch,
       repeats=args.repeats, warmup=args.warmup, min_seconds=args.min_seconds,
       seed=args.seed, progress=not args.no_progress, preset=label,
+      debug_checks=args.debug_checks,
   )
   if args.sweep:
     sweep = run_sweep(model, preset.text_len, image_size,

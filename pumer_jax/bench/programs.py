@@ -15,6 +15,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from pumer_jax.bench.presets import ModelConfig
 from pumer_jax.models import ARCHITECTURES, ReduceConfig, architecture_of
@@ -110,18 +111,26 @@ class ParamStore:
 
 
 def compile_forward(model: ModelConfig, reduce: ReduceConfig, params: Any,
-                    inputs: Sequence[jax.Array | jax.ShapeDtypeStruct]):
+                    inputs: Sequence[jax.Array | jax.ShapeDtypeStruct], *,
+                    debug_checks: bool = False):
   """AOT-compiles the inference forward pass for the inputs' exact shapes
-  (input_ids, attention_mask, NHWC pixel_values; arrays or shape specs)."""
+  (input_ids, attention_mask, NHWC pixel_values; arrays or shape specs).
+
+  With `debug_checks` the input-value checks are compiled in and the
+  program returns `(checkify error, output)`.
+  """
   vilt = ARCHITECTURES[architecture_of(model)].module(
       model.replace(reduce=reduce))
 
   def forward(params, input_ids, attention_mask, pixel_values):
     out = vilt.apply({"params": params}, input_ids=input_ids,
                      attention_mask=attention_mask,
-                     pixel_values=pixel_values, train=False)
+                     pixel_values=pixel_values, train=False,
+                     debug_checks=debug_checks)
     return out["logits"] if "logits" in out else out["pooled"]
 
+  if debug_checks:
+    forward = checkify.checkify(forward, errors=checkify.user_checks)
   return jax.jit(forward).lower(params, *inputs).compile()
 
 

@@ -69,10 +69,12 @@ class _Runner:
   """Holds the shared weights and inputs of one run on one device."""
 
   def __init__(self, model: ModelConfig, text_len: int,
-               image_size: tuple[int, int], seed: int, timing: dict):
+               image_size: tuple[int, int], seed: int, timing: dict,
+               debug_checks: bool = False):
     self.model, self.text_len, self.seed = model, text_len, seed
     self.params = ParamStore(model, text_len, image_size, seed)
     self.timing = timing
+    self.debug_checks = debug_checks
 
   def inputs(self, batch: int, hw: tuple[int, int]):
     return _example_inputs(batch, self.text_len, hw, self.model.vocab_size,
@@ -84,10 +86,12 @@ class _Runner:
              jax.ShapeDtypeStruct((batch, self.text_len), jnp.int32),
              jax.ShapeDtypeStruct((batch, *m.image_size, 3), jnp.float32))
     return compile_forward(self.model, m.reduce, self.params.get(m.reduce),
-                           specs)
+                           specs, debug_checks=self.debug_checks)
 
   def run_once(self, m: _Method, compiled, inputs) -> None:
-    jax.block_until_ready(compiled(self.params.get(m.reduce), *inputs))
+    out = jax.block_until_ready(compiled(self.params.get(m.reduce), *inputs))
+    if self.debug_checks:
+      out[0].throw()  # the checkify error of the input checks
 
   def time(self, m: _Method, compiled, inputs) -> Timing:
     return time_jitted(compiled, self.params.get(m.reduce), *inputs,
@@ -246,6 +250,7 @@ def run_benchmark(
     seed: int = 0,
     progress: bool = True,
     preset: str | None = None,
+    debug_checks: bool = False,
 ) -> dict[str, Any]:
   """Benchmarks `methods` on one device; returns the JSON-ready report.
 
@@ -267,6 +272,8 @@ def run_benchmark(
       `torch.compile`.
     seed: weights and inputs. progress: a tqdm bar over the run.
     preset: recorded in the report.
+    debug_checks: compile the input-value checks in (`checkify`), so the
+      timings include their cost.
 
   Returns:
     The report dict; `SCHEMA_KEYS`/`RESULT_KEYS` list its fields.
@@ -302,7 +309,7 @@ def run_benchmark(
 
   runner = _Runner(model_config, text_len, hw, seed,
                    dict(warmup=warmup, repeats=repeats,
-                        min_seconds=min_seconds))
+                        min_seconds=min_seconds), debug_checks)
   measured = [_Method(name, r, method_image_size(r, hw))
               for name, r in methods.items()]
   with tqdm(total=2 * len(measured), disable=not progress,
@@ -340,7 +347,8 @@ def run_benchmark(
       text_len=text_len,
       batch=dict(start=batch_start, step=batch_step, max=max_batch,
                  memory=memory_batch),
-      timing=dict(repeats=repeats, warmup=warmup, min_seconds=min_seconds),
+      timing=dict(repeats=repeats, warmup=warmup, min_seconds=min_seconds,
+                  debug_checks=debug_checks),
       results=results,
       peer=peer_report,
   )

@@ -63,6 +63,11 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.progress = True
+  # Input-value checks inside jit (token ids within the embedding table,
+  # finite pixels, first text token unmasked) via checkify, in the train,
+  # eval and bench steps. Outside jit they always run. Costs a host sync
+  # per step (README.md has the measured cost); the runlocal variants set it.
+  c.debug_checks = False
   # A model dir to start from (`python -m pumer_jax.convert`'s output or a
   # run's WORKDIR/model): fine-tuning copies every parameter that fits;
   # EfficientVLM's prune stage takes the distilled student from here.

@@ -78,6 +78,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
                                  keep_ratios=(0.7, 0.5)),
         smres=reduce_config(method="smres", smres_size=(48, 48)))
     c.reducers.update(reducers)
+    c.debug_checks = args.runlocal  # checkify the input values inside jit
   if args.shapes:
     if task != "vqa":
       raise ValueError("the shapes variant is VQA only: shapes_vqa asks "

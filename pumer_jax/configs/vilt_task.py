@@ -45,6 +45,7 @@ def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
   c.optim.lr_mults.head = 10.0  # ViLT's fine-tuning head multiplier
   c.eval.split = "validation"
   if args.runlocal:
+    c.debug_checks = True  # checkify the input values inside jit
     c.batch_size = 4
     c.total_steps = 3
     c.checkpoint_every = 2

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import checkify
 
 from pumer_jax.bench.measure import compiled_flops, time_jitted
 from pumer_jax.data import loaders
@@ -45,6 +46,30 @@ def reducer_for(name: str, config: ml_collections.ConfigDict,
         f"eval.methods names {name!r} but config.reducers has no such entry "
         f"(has {sorted(config.reducers)}).")
   return ReduceConfig.from_mapping(config.reducers[name])
+
+
+def make_eval_step(model, task: str, debug_checks: bool = False):
+  """The jitted `(params, batch) -> (metric sum, valid count, tokens)`.
+
+  With `debug_checks` the model's input-value checks run inside (checkify)
+  and a failed one raises.
+  """
+  def eval_step(p, batch):
+    out = model.apply({"params": p}, **model_inputs(batch), train=False,
+                      debug_checks=debug_checks)
+    total, count = batch_metric_sums(task, out, batch)
+    return total, count, out["tokens"]
+
+  if not debug_checks:
+    return jax.jit(eval_step)
+  checked = jax.jit(checkify.checkify(eval_step, errors=checkify.user_checks))
+
+  def step(p, batch):
+    err, out = checked(p, batch)
+    err.throw()
+    return out
+
+  return step
 
 
 def evaluate(
@@ -82,11 +107,7 @@ def evaluate(
       def forward(p, batch, model=model):
         return model.apply({"params": p}, **model_inputs(batch), train=False)
 
-      @jax.jit
-      def eval_step(p, batch, forward=forward):
-        out = forward(p, batch)
-        total, count = batch_metric_sums(task, out, batch)
-        return total, count, out["tokens"]
+      eval_step = make_eval_step(model, task, config.debug_checks)
 
       extra = {}
       total, count, tokens = 0.0, 0.0, None

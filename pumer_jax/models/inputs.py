@@ -1,8 +1,13 @@
-"""Input checks shared by the models, run at trace time.
+"""Input checks shared by the models: shapes at trace time, values too.
 
 Both configs (`ViltConfig`, `MeterConfig`) name these fields alike: `head`,
-`num_images`, `num_channels`, `input_size`, `patch_size`, `max_text_len`.
-A wrong shape is an error that names the fix, never a silent recompile.
+`num_images`, `num_channels`, `input_size`, `patch_size`, `max_text_len`,
+`vocab_size`. A wrong shape is an error that names the fix, never a silent
+recompile. Values (token ids inside the embedding table, finite pixels, the
+first text position unmasked) are checked whenever the inputs are concrete,
+i.e. outside `jit`; inside `jit` the same checks run through `checkify`
+when the caller asks (`debug_checks=True`, which the train, eval and bench
+steps pass from `config.debug_checks` and wrap in `checkify.checkify`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids",
                 "pixel_values")
@@ -27,6 +33,10 @@ def check_text(c: Any, input_ids, attention_mask, token_type_ids):
   if input_ids.ndim != 2:
     raise ValueError(
         f"input_ids must be [batch, text_length]; got shape {input_ids.shape}.")
+  if not jnp.issubdtype(input_ids.dtype, jnp.integer):
+    raise ValueError(
+        f"input_ids has dtype {input_ids.dtype}; token ids must be integers "
+        "(int32), as a tokenizer returns them.")
   length = input_ids.shape[1]
   if length == 0:
     raise ValueError("input_ids has no tokens; every example needs [CLS].")
@@ -77,6 +87,64 @@ def check_pixels(c: Any, pixel_values, batch: int):
         f"image size {(h, w)} must be a positive multiple of patch_size="
         f"{c.patch_size}.")
   return pixel_values
+
+
+def _is_concrete(*arrays) -> bool:
+  return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def check_values(c: Any, input_ids, attention_mask, pixel_values, *,
+                 debug_checks: bool = False) -> None:
+  """Token ids in [0, vocab_size), pixels finite, first text token unmasked.
+
+  On concrete inputs a `ValueError` names the example, the value and the
+  fix. On traced inputs (inside `jit`) the checks are `checkify` checks
+  when `debug_checks`, else skipped (they would cost a device reduction
+  and a host sync per step).
+  """
+  vocab = c.vocab_size
+  fix_ids = ("use the tokenizer the model was trained with: its vocabulary "
+             f"must fit the embedding table (vocab_size={vocab})")
+  fix_mask = ("the first position holds [CLS]/<s>, which the model pools; "
+              "pad at the end and keep attention_mask[:, 0] = 1")
+  fix_pixels = "check the image decoding and normalisation"
+  if _is_concrete(input_ids, attention_mask, pixel_values):
+    ids = np.asarray(input_ids)
+    bad = np.argwhere((ids < 0) | (ids >= vocab))
+    if bad.size:
+      i, j = bad[0]
+      raise ValueError(
+          f"example {i}: input_ids[{i}, {j}] = {ids[i, j]} is outside "
+          f"[0, vocab_size={vocab}); {fix_ids}.")
+    first = np.asarray(attention_mask)[:, 0]
+    masked = np.flatnonzero(first == 0)
+    if masked.size:
+      raise ValueError(
+          f"example {masked[0]}: attention_mask[{masked[0]}, 0] = 0 masks "
+          f"the first text position; {fix_mask}.")
+    pixels = np.asarray(pixel_values)
+    bad = np.argwhere(~np.isfinite(pixels))
+    if bad.size:
+      index = tuple(int(k) for k in bad[0])
+      raise ValueError(
+          f"example {index[0]}: pixel_values{list(index)} = {pixels[index]} "
+          f"is not finite; {fix_pixels}.")
+    return
+  if not debug_checks:
+    return
+  bad_ids = (input_ids < 0) | (input_ids >= vocab)  # [B, L]
+  row = jnp.argmax(bad_ids.any(axis=1))
+  checkify.check(~bad_ids.any(),
+                 "example {i}: a token id is outside [0, vocab_size="
+                 f"{vocab}); {fix_ids}.", i=row)
+  checkify.check(jnp.all(attention_mask[:, 0] != 0),
+                 "example {i}: attention_mask[:, 0] = 0 masks the first text "
+                 f"position; {fix_mask}.",
+                 i=jnp.argmin(attention_mask[:, 0] != 0))
+  finite = jnp.isfinite(pixel_values).reshape(pixel_values.shape[0], -1)
+  checkify.check(jnp.all(finite),
+                 "example {i}: pixel_values hold a NaN or inf; "
+                 f"{fix_pixels}.", i=jnp.argmin(finite.all(axis=1)))
 
 
 def resize_images(pixel_values, size, patch_size: int):
@@ -142,16 +210,20 @@ def unfold_pooled(num_images: int, pooled: jax.Array) -> jax.Array:
 
 
 def backbone_passes(c: Any, input_ids, pixel_values, attention_mask,
-                    token_type_ids) -> tuple[int, dict[str, Any]]:
+                    token_type_ids, *, debug_checks: bool = False
+                    ) -> tuple[int, dict[str, Any]]:
   """Checks a model's inputs and lays them out as its backbone's passes.
 
-  SmRes resizes the images; NLVR2's images fold into the batch
-  (`fold_images`). Returns (images per example, the backbone's inputs:
+  Shapes and values are checked first (`check_values`; `debug_checks` turns
+  on its `checkify` checks under `jit`). SmRes resizes the images; NLVR2's
+  images fold into the batch (`fold_images`). Returns (images per example, the backbone's inputs:
   input_ids, attention_mask, token_type_ids, pixel_values, image_type).
   """
   input_ids, attention_mask, token_type_ids = check_text(
       c, input_ids, attention_mask, token_type_ids)
   pixel_values = check_pixels(c, pixel_values, input_ids.shape[0])
+  check_values(c, input_ids, attention_mask, pixel_values,
+               debug_checks=debug_checks)
   num_images = c.num_images if c.head == "nlvr2" else 1
   if c.reduce.method == "smres":
     pixel_values = resize_images(pixel_values, c.reduce.smres_size,

@@ -265,7 +265,8 @@ class Meter(nn.Module):
   and leaving the last, and on request `hidden_states`/`attentions` (dicts
   per module: vision, text, fusion_text, fusion_image; fusion attentions
   split into self and cross) and the image stream's `source`/`size`.
-  `gates` (EfficientVLM, `compress/gates.py`) scale heads and FFN units.
+  `gates` (EfficientVLM, `compress/gates.py`) scale heads and FFN units;
+  `debug_checks` as `Vilt`'s.
   """
 
   config: MeterConfig
@@ -293,10 +294,12 @@ class Meter(nn.Module):
       output_attentions: bool = False,
       track_source: bool = False,
       gates: dict | None = None,
+      debug_checks: bool = False,
   ) -> dict[str, Any]:
     c = self.config
     num_images, inputs = backbone_passes(c, input_ids, pixel_values,
-                                         attention_mask, token_type_ids)
+                                         attention_mask, token_type_ids,
+                                         debug_checks=debug_checks)
     if c.type_vocab_size == 1:  # RoBERTa has one token type
       inputs["token_type_ids"] = jnp.zeros_like(inputs["token_type_ids"])
     out = self.meter(**inputs, train=train,

@@ -279,6 +279,8 @@ class Vilt(nn.Module):
   and on request `hidden_states`, `attentions`, `source`. NLVR2 takes
   `pixel_values` of shape [B, num_images, H, W, C]. `gates` (EfficientVLM,
   `compress/gates.py`) scale each head's context and each FFN unit.
+  Outside `jit` the input values are checked (`inputs.check_values`); inside,
+  `debug_checks=True` adds them as `checkify` checks.
   """
 
   config: ViltConfig
@@ -307,10 +309,12 @@ class Vilt(nn.Module):
       output_attentions: bool = False,
       track_source: bool = False,
       gates: dict | None = None,
+      debug_checks: bool = False,
   ) -> dict[str, Any]:
     c = self.config
     num_images, inputs = backbone_passes(c, input_ids, pixel_values,
-                                         attention_mask, token_type_ids)
+                                         attention_mask, token_type_ids,
+                                         debug_checks=debug_checks)
     out = self.vilt(**inputs, train=train,
                     output_hidden_states=output_hidden_states,
                     output_attentions=output_attentions,

@@ -21,7 +21,7 @@ from pumer_jax.train.state import TrainState
 
 # Config keys that may change between a run and its resumption.
 RESUMABLE_KEYS = ("total_steps", "log_every", "checkpoint_every",
-                  "keep_checkpoints", "eval", "progress")
+                  "keep_checkpoints", "eval", "progress", "debug_checks")
 
 
 def comparable_config(config: ml_collections.ConfigDict) -> dict[str, Any]:

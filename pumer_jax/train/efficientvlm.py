@@ -66,7 +66,7 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
       masks = gates_lib.masks(gate_rng, gates["log_alpha"], frozen)
     out = model.apply({"params": params}, **model_inputs(batch), train=True,
                       rngs={"dropout": drop_rng, "gumbel": gumbel_rng},
-                      gates=masks, **maps)
+                      gates=masks, debug_checks=config.debug_checks, **maps)
     t_out = teacher.apply({"params": teacher_params}, **model_inputs(batch),
                           train=False, **maps)
     terms = {"task": task(out, batch),
@@ -143,7 +143,7 @@ def train_and_evaluate(
   step_fn = jit_train_step(
       make_train_step(make_loss_fn(model, config, teacher, gate_layout), tx,
                       gate_tx=gate_tx, project_gates=project_gates),
-      shardings, mesh, teacher_sh)
+      shardings, mesh, teacher_sh, debug_checks=config.debug_checks)
 
   # ----- Resume, or start from the stage's parameters -----------------------
   manager = checkpoints.checkpoint_manager(workdir, config)

@@ -109,7 +109,8 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
       batch = losses.itm_pairs(batch)
     drop_rng, gumbel_rng = jax.random.split(rng)
     out = model.apply({"params": params}, **model_inputs(batch), train=True,
-                      rngs={"dropout": drop_rng, "gumbel": gumbel_rng})
+                      rngs={"dropout": drop_rng, "gumbel": gumbel_rng},
+                      debug_checks=config.debug_checks)
     valid = batch["valid"]
     metrics = {"task_loss": losses.masked_mean(task(out, batch), valid)}
     loss = metrics["task_loss"]
@@ -166,7 +167,7 @@ def train_and_evaluate(
       config.distill.teacher, mesh, example)
   step_fn = jit_train_step(
       make_train_step(make_loss_fn(model, config, teacher), tx), shardings,
-      mesh, teacher_sh)
+      mesh, teacher_sh, debug_checks=config.debug_checks)
 
   # ----- Resume, or start from a saved model --------------------------------
   manager = checkpoints.checkpoint_manager(workdir, config)

@@ -72,13 +72,18 @@ def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                          progress=config.progress)
   pending = None  # metrics held back one step so the host never waits
   clock = (time.perf_counter(), start)  # (time, step) of the last report
+  # False while a step runs: the state it was given is donated, and a step
+  # that raises (a failed debug check, Ctrl-C) leaves nothing to save.
+  intact = True
   diverged = False
   try:
     with StopRequested() as stop, jax.set_mesh(mesh), \
         nn.logical_axis_rules(sharding.LOGICAL_RULES):
       for step in range(start, config.total_steps):
         batch = sharding.put_batch(next(train_iter), mesh)
+        intact = False
         state, metrics = step_fn(state, batch, teacher_params)
+        intact = True
         if pending is not None and pending[0] % config.log_every == 0:
           clock = _report(writer, *pending, clock, config.batch_size)
         pending = (step + 1, metrics)
@@ -95,7 +100,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     raise
   finally:
     # At exit, also on Ctrl-C or an error: never lose more than a step.
-    if not diverged and int(jax.device_get(state.step)) > start:
+    if intact and not diverged and int(jax.device_get(state.step)) > start:
       checkpoints.save_checkpoint(manager, state,
                                   checkpoints.iterator_state(train_iter))
     writer.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import optax
+from jax.experimental import checkify
 
 from pumer_jax.train import sharding
 from pumer_jax.train.state import TrainState
@@ -53,13 +54,26 @@ def make_train_step(
 
 
 def jit_train_step(train_step, shardings: TrainState, mesh,
-                   teacher_shardings=None):
-  """jit with donated state and explicit in/out shardings."""
+                   teacher_shardings=None, *, debug_checks: bool = False):
+  """jit with donated state and explicit in/out shardings.
+
+  With `debug_checks` the step is `checkify`-ed (the loss passes
+  `debug_checks=True` to the model) and every call raises the first failed
+  input check; the host then waits on each step.
+  """
   batch_sh = sharding.batch_sharding(mesh)
   rep = sharding.replicated(mesh)
-  return jax.jit(
-      train_step,
-      in_shardings=(shardings, batch_sh, teacher_shardings),
-      out_shardings=(shardings, rep),
-      donate_argnums=(0,),
-  )
+  jit = lambda fn, out: jax.jit(
+      fn, in_shardings=(shardings, batch_sh, teacher_shardings),
+      out_shardings=out, donate_argnums=(0,))
+  if not debug_checks:
+    return jit(train_step, (shardings, rep))
+  checked = jit(checkify.checkify(train_step, errors=checkify.user_checks),
+                (rep, (shardings, rep)))
+
+  def step(state, batch, teacher_params):
+    err, out = checked(state, batch, teacher_params)
+    err.throw()
+    return out
+
+  return step
