@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pumer_jax.reduce.schedule import ReductionSchedule
+from pumer_jax.reduce.schedule import METHODS, ReductionSchedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,12 @@ class ReduceConfig:
   clamp_merge: bool = False
   smres_size: tuple[int, int] | None = None
   gumbel_temperature: float = 1.0
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(
+          f"reduce.method={self.method!r} is not a method; use one of "
+          f"{METHODS}.")
 
   @classmethod
   def from_mapping(cls, mapping: Any) -> "ReduceConfig":

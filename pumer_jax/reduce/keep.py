@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 def policy_weighted_mean(x: jax.Array, policy: jax.Array) -> jax.Array:
   """Mean of the kept tokens: [B, N, D], [B, N] -> [B, 1, D]."""
-  policy = policy[..., None].astype(x.dtype)
+  x = jnp.asarray(x)
+  policy = jnp.asarray(policy)[..., None].astype(x.dtype)
   total = (x * policy).sum(axis=1, keepdims=True)
   return total / jnp.maximum(policy.sum(axis=1, keepdims=True), 1e-6)
 
@@ -34,6 +35,7 @@ def gumbel_hard_keep(
   Returns:
     [B, N] float, exactly 0 or 1 in the forward pass.
   """
+  log_probs = jnp.asarray(log_probs)
   gumbel = jax.random.gumbel(rng, log_probs.shape, log_probs.dtype)
   soft = jax.nn.softmax((log_probs + gumbel) / temperature, axis=-1)[..., 0]
   hard = (soft >= 0.5).astype(soft.dtype)
@@ -58,6 +60,6 @@ def keep_ratio_loss(
   if not kept_fractions:
     return jnp.zeros((), jnp.float32)
   terms = [
-      jnp.mean((frac - rho) ** 2) for frac, rho in zip(kept_fractions, targets)
+      jnp.mean((jnp.asarray(frac, jnp.float32) - rho) ** 2) for frac, rho in zip(kept_fractions, targets)
   ]
   return jnp.mean(jnp.stack(terms))

@@ -133,6 +133,8 @@ def bipartite_merge(
     `(x, size)`, each with N - r slots, or `(x, size, source)` when `source`
     is given.
   """
+  x, metric, size = jnp.asarray(x), jnp.asarray(metric), jnp.asarray(size)
+  source = None if source is None else jnp.asarray(source)
   batch, n, _ = x.shape
   if metric.shape[:2] != (batch, n) or size.shape != (batch, n):
     raise ValueError(

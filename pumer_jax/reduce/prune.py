@@ -40,6 +40,8 @@ def topk_keep(
   Returns:
     `(x, size)` with `keep` slots, or `(x, size, source)`.
   """
+  x, size, scores = jnp.asarray(x), jnp.asarray(size), jnp.asarray(scores)
+  source = None if source is None else jnp.asarray(source)
   n = x.shape[1]
   if not isinstance(keep, int) or not 1 <= keep <= n:
     raise ValueError(
@@ -72,7 +74,8 @@ def text_image_scores(
   Returns:
     [B, Li] scores.
   """
-  real = (text_size > 0).astype(jnp.float32)  # [B, Lt]
+  text_to_image_attn = jnp.asarray(text_to_image_attn)
+  real = (jnp.asarray(text_size) > 0).astype(jnp.float32)  # [B, Lt]
   per_row = text_to_image_attn.astype(jnp.float32).mean(axis=1)  # [B, Lt, Li]
   total = jnp.einsum("bt,bti->bi", real, per_row)
   return total / jnp.maximum(real.sum(axis=-1, keepdims=True), 1.0)
@@ -104,6 +107,7 @@ def text_informed_prune(
   Returns:
     `(x, size)` with `keep` image tokens, or `(x, size, source)`.
   """
+  x, text_to_image_attn = jnp.asarray(x), jnp.asarray(text_to_image_attn)
   if text_to_image_attn.shape[-1] != x.shape[1]:
     raise ValueError(
         f"text_to_image_attn has {text_to_image_attn.shape[-1]} image "
