@@ -1,6 +1,8 @@
 """grain loaders: batch format, evaluation coverage, sharding, preprocessing; VQA answers."""
 
 import io
+import pathlib
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -212,3 +214,17 @@ def test_soft_scores_and_vocabulary():
   vocab = answers.build_answer_vocab(
       [["yes"] * 10, ["no"] * 6 + ["yes"] * 4, ["Two"] * 10, ["2"], []], num_answers=2)
   assert vocab == ["2", "no"]  # "2" twice; "no" and "yes" once each, tie broken alphabetically
+
+
+def test_a_truncated_shard_is_named_in_the_error(shapes_builder, tmp_path):
+  """A damaged array_record file fails with its path and the record, and
+  the advice to prepare the dataset again."""
+  copy = tmp_path / "shapes_vqa" / shapes_builder.builder_config.name
+  shutil.copytree(pathlib.Path(shapes_builder.data_path).parent, copy)
+  shard = next(copy.glob("*/shapes_vqa-validation.array_record*"))
+  shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+  damaged = shapes_vqa.ShapesVqa(config=shapes_builder.builder_config,
+                                 data_dir=str(tmp_path))
+  with pytest.raises(RuntimeError, match=f"record 0 in {shard}.*prepare the "
+                     "dataset again"):
+    list(_loader(damaged, "vqa", answer_vocab=shapes_vqa.ANSWERS))

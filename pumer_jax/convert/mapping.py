@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -99,11 +100,33 @@ def load_state_dict(hf_dir: str | pathlib.Path) -> dict[str, np.ndarray]:
     return load_file(str(safetensors_path))
   bin_path = hf_dir / "pytorch_model.bin"
   if bin_path.is_file():
-    import torch  # only needed for this legacy format
-    state = torch.load(bin_path, map_location="cpu", weights_only=True)
+    state = load_pickled_weights(bin_path)
     return {k: v.float().numpy() for k, v in state.items()}
   raise FileNotFoundError(
       f"{hf_dir} has neither model.safetensors nor pytorch_model.bin.")
+
+
+def load_pickled_weights(path: pathlib.Path) -> Mapping[str, Any]:
+  """A pickle-based PyTorch file (.bin, .ckpt), read with `weights_only=True`.
+
+  Unpickling anything but tensors and plain containers can run arbitrary
+  code, so a file that needs more is refused, never loaded unsafely.
+  """
+  import torch  # only needed for these legacy formats
+  try:
+    return torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError as e:
+    raise ValueError(
+        f"refused to load {path}: it holds Python objects beyond tensors, and "
+        "unpickling them (torch.load with weights_only=False) could run "
+        "arbitrary code. Re-save just its state dict from a trusted "
+        "environment (ideally as model.safetensors) and convert that. "
+        f"({str(e).splitlines()[0][:200]})") from e
+  except Exception as e:  # torch raises several types for damaged files
+    raise ValueError(
+        f"could not load {path} with weights_only=True ({type(e).__name__}: "
+        f"{str(e)[:200]}); the file is corrupt or not a PyTorch checkpoint."
+    ) from e
 
 
 def drop_layers(state: Mapping[str, np.ndarray], pattern: str, keep: int

@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from pumer_jax.convert.mapping import fit_to_model, layer_count, map_state_dict
+from pumer_jax.convert.mapping import (
+    fit_to_model,
+    layer_count,
+    load_pickled_weights,
+    map_state_dict,
+)
 from pumer_jax.convert.meter_hf import (
     METER_VISION,
     bert_rows,
@@ -111,13 +116,7 @@ def load_official_state_dict(ckpt: str | pathlib.Path | Mapping[str, Any]
       raise FileNotFoundError(
           f"{path} is not a file; pass an official METER checkpoint, e.g. "
           "meter_clip16_288_roberta_vqa.ckpt from github.com/zdou0830/METER.")
-    import torch  # only needed for this format
-    try:
-      state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for bad files
-      raise ValueError(
-          f"could not load {path} with weights_only=True ({type(e).__name__}:"
-          f" {e}); it is corrupt or not a METER checkpoint.") from e
+    state = load_pickled_weights(path)
   state = state.get("state_dict", state)
   return {k: np.asarray(v.float().numpy() if hasattr(v, "numpy") else v)
           for k, v in state.items()}

@@ -67,7 +67,23 @@ def prepared_builder(config: ml_collections.ConfigDict):
 
 
 def tokenizer_for(config: ml_collections.ConfigDict):
-  """ViLT's BERT WordPiece or METER's RoBERTa BPE, from data.tokenizer."""
+  """ViLT's BERT WordPiece or METER's RoBERTa BPE, from data.tokenizer.
+
+  Refuses, at start-up, a tokenizer with more tokens than the model's
+  embedding table (`model.vocab_size`): its larger ids would index past it.
+  """
+  tokenizer = _named_tokenizer(config)
+  if len(tokenizer) > config.model.vocab_size:
+    raise ValueError(
+        f"the tokenizer ({config.data.tokenizer or config.data.name}) has "
+        f"{len(tokenizer)} tokens but the model's embedding table holds "
+        f"model.vocab_size={config.model.vocab_size}; use the model's own "
+        "tokenizer, or set --config.model.vocab_size to at least "
+        f"{len(tokenizer)} when training from scratch.")
+  return tokenizer
+
+
+def _named_tokenizer(config: ml_collections.ConfigDict):
   meter = config.arch == "meter"
   if config.data.tokenizer:
     if meter:

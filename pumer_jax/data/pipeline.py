@@ -274,6 +274,24 @@ def normalize_pixels(image: np.ndarray, normalize: str) -> np.ndarray:
       np.float32)
 
 
+def record_file(source: Any, record: int) -> str | None:
+  """The array_record file that holds `record` of a TFDS data source, and
+  the record's index inside it; None for sources that know no files."""
+  try:
+    instructions = source.dataset_info.splits[source.split].file_instructions
+  except (AttributeError, KeyError, TypeError):
+    return None
+  start = 0
+  for instruction in instructions:
+    count = (instruction.take if instruction.take >= 0
+             else instruction.examples_in_shard - instruction.skip)
+    if record < start + count:
+      return (f"{instruction.filename} "
+              f"(record {instruction.skip + record - start} of that file)")
+    start += count
+  return None
+
+
 def _text(value: Any) -> str:
   return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
 
@@ -295,17 +313,34 @@ class ExampleReader:
     self.per_record = per_record
     self.answer_index = answer_index
 
-  def _image(self, value) -> np.ndarray:
-    return normalize_pixels(load_image(value, self.image_size, self.resize), self.normalize)
+  def _image(self, value, record: int, example: Mapping[str, Any]) -> np.ndarray:
+    try:
+      image = load_image(value, self.image_size, self.resize)
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's undecodable-image errors
+      raise ValueError(
+          f"{self._name(record, example)}: its image does not decode "
+          f"({type(e).__name__}: {e}); the record is damaged or its image is not "
+          "PNG/JPEG: prepare the dataset again from the official files.") from e
+    return normalize_pixels(image, self.normalize)
 
-  def _name(self, record: int, example: Mapping[str, Any]) -> str:
-    ids = [f"{k}={_text(example[k])}" for k in _ID_FIELDS if k in example]
-    return f"split {self.split!r} record {record}" + (f" ({ids[0]})" if ids else "")
+  def _name(self, record: int, example: Mapping[str, Any] | None = None) -> str:
+    ids = [f"{k}={_text(example[k])}" for k in _ID_FIELDS if k in (example or {})]
+    where = record_file(self.source, record)
+    return (f"split {self.split!r} record {record}" + (f" ({ids[0]})" if ids else "")
+            + (f" in {where}" if where else ""))
 
   def __call__(self, row: np.ndarray) -> dict[str, np.ndarray]:
     element, valid = int(row[0]), bool(row[1])
     record, slot = divmod(element, self.per_record)
-    example = self.source[record]
+    try:
+      example = self.source[record]
+    except Exception as e:  # array_record raises RuntimeError for damage
+      raise RuntimeError(
+          f"could not read {self._name(record)}: {type(e).__name__}: "
+          f"{str(e)[:300]}. The file is truncated or corrupt: prepare the "
+          "dataset again (delete its directory under data_dir) or copy the "
+          "file again.") from e
+    image = lambda key: self._image(example[key], record, example)
     out: dict[str, np.ndarray] = {
         "valid": np.bool_(valid),
         "example_id": np.int64(element if valid else -1),
@@ -320,9 +355,9 @@ class ExampleReader:
       out["token_type_ids"] = np.zeros((self.text_length,), np.int32)
     if self.task == "nlvr2":
       out["pixel_values"] = np.stack(
-          [self._image(example["image0"]), self._image(example["image1"])])  # [2, H, W, 3]
+          [image("image0"), image("image1")])  # [2, H, W, 3]
     elif self.task != "retrieval_captions":
-      out["pixel_values"] = self._image(example["image"])  # [H, W, 3]
+      out["pixel_values"] = image("image")  # [H, W, 3]
     if self.task == "vqa":
       out["labels"] = answers.soft_scores([_text(a) for a in example["answers"]],
                                           self.answer_index)  # [num_answers]
