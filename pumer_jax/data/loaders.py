@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
@@ -61,8 +62,19 @@ def prepared_builder(config: ml_collections.ConfigDict):
     name = "_".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     kwargs["config"] = config_cls(name=name, **overrides)
   builder = builder_cls(data_dir=data.data_dir or None, **kwargs)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=data.manual_dir or None))
+  prepare = lambda: builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=data.manual_dir or None))
+  if jax.process_count() == 1:
+    prepare()
+    return builder
+  # Several processes: process 0 prepares first, the others wait, then find
+  # it done on a shared data_dir (or prepare their own copy on a local one).
+  if jax.process_index() == 0:
+    prepare()
+  multihost_utils.sync_global_devices(f"prepared {data.name}")
+  if jax.process_index() != 0:
+    prepare()
   return builder
 
 
@@ -114,13 +126,14 @@ def answer_vocab_for(config: ml_collections.ConfigDict, builder) -> Any:
 
 
 def _loader(config, builder, split: str, train: bool, batch_size: int,
-            task: str | None = None):
-  if batch_size % jax.process_count():
+            task: str | None = None, shard: tuple[int, int] | None = None):
+  index, count = shard or (jax.process_index(), jax.process_count())
+  if batch_size % count:
     raise ValueError(f"batch size {batch_size} must divide over "
-                     f"{jax.process_count()} processes.")
+                     f"{count} processes.")
   return pipeline.make_loader(
       builder, split,
-      batch_size=batch_size // jax.process_count(),
+      batch_size=batch_size // count, shard_index=index, shard_count=count,
       image_size=tuple(config.model.input_size),
       text_length=config.data.text_len,
       tokenizer=tokenizer_for(config),
@@ -131,11 +144,16 @@ def _loader(config, builder, split: str, train: bool, batch_size: int,
   )
 
 
-def train_iterator(config: ml_collections.ConfigDict):
-  """An endless, checkpointable iterator over this process's train batches."""
+def train_iterator(config: ml_collections.ConfigDict,
+                   shard: tuple[int, int] | None = None):
+  """An endless, checkpointable iterator over this process's train batches.
+
+  `shard=(index, count)` reads another process's share instead (tests
+  rebuild a multi-process run's global batches in one process).
+  """
   builder = prepared_builder(config)
   return iter(_loader(config, builder, config.data.train_split, True,
-                      config.batch_size))
+                      config.batch_size, shard=shard))
 
 
 def eval_batches(config: ml_collections.ConfigDict, split: str):

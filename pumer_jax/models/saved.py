@@ -67,6 +67,18 @@ def save_model(
   return directory
 
 
+def _on_local_device(ckptr: ocp.StandardCheckpointer, path: pathlib.Path):
+  """The saved tree's shapes and dtypes, placed on this process's first
+  device: a model saved by a multi-device (or multi-host) run loads in a
+  one-device process, whatever the topology that wrote it."""
+  tree = ckptr.metadata(path)
+  tree = getattr(tree, "item_metadata", tree)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                        sharding=device), tree)
+
+
 def load_model(
     directory: str | pathlib.Path, **config_overrides
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -89,7 +101,8 @@ def load_model(
   model = ARCHITECTURES[architecture_of(config)].module(config)
   try:
     with ocp.StandardCheckpointer() as ckptr:
-      params = ckptr.restore(directory / PARAMS_DIR)
+      params = ckptr.restore(directory / PARAMS_DIR,
+                             _on_local_device(ckptr, directory / PARAMS_DIR))
   except Exception as e:  # orbax raises many types for damaged files
     raise ValueError(
         f"could not restore parameters from {directory / PARAMS_DIR} "
