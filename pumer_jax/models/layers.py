@@ -118,12 +118,36 @@ def attention_weights(
   return mass / jnp.maximum(total, jnp.finfo(mass.dtype).tiny)
 
 
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                    key_weight: jax.Array, key_present: jax.Array
+                    ) -> jax.Array:
+  """`attention_weights`' attention through `jax.nn.dot_product_attention`.
+
+  Args:
+    q: [B, Nq, H, Dh]; k, v: [B, Nk, H, Dh].
+    key_weight: [B, Nk] positive for present keys (their sizes, or 1).
+    key_present: [B, Nk] bool, False for padding.
+
+  Returns:
+    [B, Nq, H, Dh] in `q`'s dtype. Every row needs a present key (the
+    models' first text token always is).
+  """
+  bias = jnp.log(jnp.where(key_present, key_weight, 1.0))  # [B, Nk]
+  return jax.nn.dot_product_attention(
+      q, k, v, bias=bias[:, None, None, :].astype(q.dtype),
+      mask=key_present[:, None, None, :])
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head attention over sized keys; exposes what reducers need.
 
   Returns the output and a dict with `keys` (head-mean keys, [B, Nk, Dh],
-  ToMe's merge metric) and `probs` ([B, H, Nq, Nk]). Unused entries cost
-  nothing under jit.
+  ToMe's merge metric) and `probs` ([B, H, Nq, Nk], None when not asked
+  for). A layer that needs no probabilities (`need_probs=False`: no PuMer
+  step, no attention output, no attention dropout or DynamicViT policy)
+  runs `jax.nn.dot_product_attention`, which XLA lowers to cuDNN's fused
+  kernel on GPU; the key sizes enter as its bias, `log(size)`, and padding
+  as its mask, so both paths compute the same attention.
   """
 
   num_heads: int
@@ -147,6 +171,7 @@ class MultiHeadAttention(nn.Module):
       key_policy: jax.Array | None = None,
       head_gate: jax.Array | None = None,
       deterministic: bool = True,
+      need_probs: bool = True,
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Args:
       x: [B, Nq, D] queries (and keys/values when `context` is None).
@@ -156,6 +181,7 @@ class MultiHeadAttention(nn.Module):
       head_gate: [H] or [B, H] optional per-head scale of the context
         (EfficientVLM's head gates, before the output projection).
       deterministic: disables attention dropout.
+      need_probs: return the probabilities (else the fused kernel may run).
     """
     context = x if context is None else context
     head_dim = self.head_dim or self.hidden_size // self.num_heads
@@ -174,15 +200,20 @@ class MultiHeadAttention(nn.Module):
     q = project("query", x)
     k = project("key", context)
     v = project("value", context)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
-    logits = logits / jnp.sqrt(jnp.float32(head_dim))
     weight = key_size if self.prop_attn else (key_size > 0)
     weight = weight.astype(jnp.float32)
-    if key_policy is not None:
-      weight = weight * key_policy.astype(jnp.float32)
-    probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
-    dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
-    ctx = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
+    dropout = self.dropout_rate > 0 and not deterministic
+    if not (need_probs or dropout or key_policy is not None):
+      ctx = fused_attention(q, k, v, weight, key_size > 0)  # [B, Nq, H, Dh]
+      probs = None
+    else:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+      logits = logits / jnp.sqrt(jnp.float32(head_dim))
+      if key_policy is not None:
+        weight = weight * key_policy.astype(jnp.float32)
+      probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
+      dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
+      ctx = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
     if head_gate is not None:
       gate = head_gate if head_gate.ndim == 2 else head_gate[None]
       ctx = ctx * gate[:, None, :, None].astype(ctx.dtype)

@@ -78,15 +78,18 @@ class CrossLayer(nn.Module):
 
   def attend(self, x, size, context, context_size, *, key_policy=None,
              context_policy=None, head_gate=None, cross_head_gate=None,
-             deterministic=True):
-    """Returns x after both attentions, and each attention's keys/probs."""
+             deterministic=True, need_probs=(True, True)):
+    """Returns x after both attentions, and each attention's keys/probs
+    (`need_probs`: whether self- and cross-attention must return them)."""
     h, self_aux = self.attention(x, size, key_policy=key_policy,
                                  head_gate=head_gate,
-                                 deterministic=deterministic)
+                                 deterministic=deterministic,
+                                 need_probs=need_probs[0])
     x = self.attention_norm(x + self.dropout(h, deterministic))
     h, cross_aux = self.crossattention(
         x, context_size, context, key_policy=context_policy,
-        head_gate=cross_head_gate, deterministic=deterministic)
+        head_gate=cross_head_gate, deterministic=deterministic,
+        need_probs=need_probs[1])
     x = self.crossattention_norm(x + self.dropout(h, deterministic))
     return x, self_aux, cross_aux
 
@@ -153,11 +156,12 @@ class MeterModel(nn.Module):
     c = self.config
     rc = c.reduce
     det = not train
+    probs = output_attentions  # else only PuMer's blocks need probabilities
     image, v_hidden, v_attn = self.vision(pixel_values, gates=gates,
-                                          deterministic=det)
+                                          deterministic=det, need_probs=probs)
     text, t_hidden, t_attn = self.text(input_ids, attention_mask,
                                        token_type_ids, gates=gates,
-                                       deterministic=det)
+                                       deterministic=det, need_probs=probs)
     text = self.text_transform(text) + self.token_type_embeddings(
         jnp.zeros((1, 1), jnp.int32))  # [B, Lt, D]
     image = self.image_transform(image) + self.token_type_embeddings(
@@ -178,18 +182,19 @@ class MeterModel(nn.Module):
         zip(self.text_layers, self.image_layers)):
       hidden["fusion_text"].append(text)
       hidden["fusion_image"].append(image)
+      counts = schedule.at(i)
+      pumer = counts is not None and rc.method == "pumer"
       x, self_aux, cross_aux = text_layer.attend(
           text, t_size, image, i_size, context_policy=policy,
           head_gate=gate_row(gates, "fusion_text", "heads", i),
           cross_head_gate=gate_row(gates, "fusion_text", "cross_heads", i),
-          deterministic=det)
+          deterministic=det, need_probs=(probs, probs or pumer))
       attn["fusion_text_self"].append(self_aux["probs"])
       attn["fusion_text_cross"].append(cross_aux["probs"])
       # The image-side layer reads the block's input text, as METER's.
       context, context_size = text, t_size
       x_size = t_size
-      counts = schedule.at(i)
-      if counts is not None and rc.method == "pumer":
+      if pumer:
         (x, x_size, _), (image, i_size, source) = pumer_two_stream(
             x, t_size, self_aux["keys"], image, i_size, cross_aux["keys"],
             cross_aux["probs"], counts, protect_cls=rc.protect_cls,
@@ -208,7 +213,7 @@ class MeterModel(nn.Module):
           image, i_size, context, context_size, key_policy=policy,
           head_gate=gate_row(gates, "fusion_image", "heads", i),
           cross_head_gate=gate_row(gates, "fusion_image", "cross_heads", i),
-          deterministic=det)
+          deterministic=det, need_probs=(probs, probs))
       attn["fusion_image_self"].append(i_self_aux["probs"])
       attn["fusion_image_cross"].append(i_cross_aux["probs"])
       text = text_layer.feed_forward(

@@ -34,7 +34,7 @@ class ClipLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x, size, *, head_gate=None, unit_gate=None,
-               deterministic=True):
+               deterministic=True, need_probs=True):
     c = self.config
     dtype = DTYPES[c.dtype]
     h, aux = MultiHeadAttention(
@@ -42,7 +42,7 @@ class ClipLayer(nn.Module):
         c.vision_hidden_size, prop_attn=False, dtype=dtype,
         head_dim=c.vision_hidden_size // c.vision_num_heads, name="self_attn",
     )(layer_norm(c.vision_layer_norm_eps, "layer_norm1", dtype)(x), size,
-      head_gate=head_gate, deterministic=deterministic)
+      head_gate=head_gate, deterministic=deterministic, need_probs=need_probs)
     x = x + h
     h = Mlp(c.layer_size("vision", "units", self.layer,
                          c.vision_intermediate_size),
@@ -63,7 +63,8 @@ class ClipVisionEncoder(nn.Module):
   config: MeterConfig
 
   @nn.compact
-  def __call__(self, pixel_values, *, gates=None, deterministic=True):
+  def __call__(self, pixel_values, *, gates=None, deterministic=True,
+               need_probs=True):
     c = self.config
     dtype = DTYPES[c.dtype]
     d = c.vision_hidden_size
@@ -104,7 +105,7 @@ class ClipVisionEncoder(nn.Module):
       x, aux = ClipLayer(c, i, name=f"layer_{i}")(
           x, size, head_gate=gate_row(gates, "vision", "heads", i),
           unit_gate=gate_row(gates, "vision", "units", i),
-          deterministic=deterministic)
+          deterministic=deterministic, need_probs=need_probs)
       attentions.append(aux["probs"])
     hidden_states.append(x)
     x = layer_norm(c.vision_layer_norm_eps, "post_layernorm", dtype)(x)
@@ -126,13 +127,14 @@ class BertLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x, size, *, head_gate=None, unit_gate=None,
-               deterministic=True):
+               deterministic=True, need_probs=True):
     drop = nn.Dropout(self.dropout_rate)
     h, aux = MultiHeadAttention(
         self.num_heads, self.hidden_size,
         dropout_rate=self.attention_dropout_rate, prop_attn=False,
         dtype=self.dtype, head_dim=self.head_dim, name="attention",
-    )(x, size, head_gate=head_gate, deterministic=deterministic)
+    )(x, size, head_gate=head_gate, deterministic=deterministic,
+      need_probs=need_probs)
     x = layer_norm(self.eps, "attention_norm", self.dtype)(
         x + drop(h, deterministic))
     h = Mlp(self.intermediate_size, self.hidden_size, self.act, self.dtype,
@@ -155,7 +157,7 @@ class RobertaEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, attention_mask, token_type_ids, *,
-               gates=None, deterministic=True):
+               gates=None, deterministic=True, need_probs=True):
     c = self.config
     dtype = DTYPES[c.dtype]
     d = c.text_hidden_size
@@ -183,7 +185,7 @@ class RobertaEncoder(nn.Module):
           head_dim=d // c.text_num_heads, name=f"layer_{i}",
       )(x, size, head_gate=gate_row(gates, "text", "heads", i),
         unit_gate=gate_row(gates, "text", "units", i),
-        deterministic=deterministic)
+        deterministic=deterministic, need_probs=need_probs)
       attentions.append(aux["probs"])
     hidden_states.append(x)
     return x, hidden_states, attentions

@@ -135,11 +135,12 @@ class ViltLayer(nn.Module):
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
   def attend(self, x, size, *, key_policy=None, head_gate=None,
-             deterministic=True):
+             deterministic=True, need_probs=True):
     """x + Attention(LN(x)); returns it and the attention's keys/probs."""
     h, aux = self.attention(self.layernorm_before(x), size,
                             key_policy=key_policy, head_gate=head_gate,
-                            deterministic=deterministic)
+                            deterministic=deterministic,
+                            need_probs=need_probs)
     return x + self.dropout(h, deterministic), aux
 
   def feed_forward(self, x, *, unit_gate=None, deterministic=True):
@@ -207,11 +208,16 @@ class ViltModel(nn.Module):
 
     for i, layer in enumerate(self.layers):
       hidden_states.append(x)
+      counts = schedule.at(i)
+      # Probabilities only where PuMer scores with them or the caller asks:
+      # elsewhere the fused attention kernel runs.
+      need_probs = output_attentions or (counts is not None
+                                         and rc.method == "pumer")
       x, aux = layer.attend(x, size, key_policy=policy,
                             head_gate=gate_row(gates, "vilt", "heads", i),
-                            deterministic=deterministic)
+                            deterministic=deterministic,
+                            need_probs=need_probs)
       attentions.append(aux["probs"])
-      counts = schedule.at(i)
       if counts is not None:
         predictor = (self.keep_predictors[schedule.layers.index(i)]
                      if rc.method == "dynamicvit" else None)
