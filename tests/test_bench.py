@@ -34,7 +34,8 @@ RESULT_KEYS = {
     "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
     "batch_trials", "speedup", "flops_per_example", "flop_ratio",
     "flop_speedup", "efficiency", "peak_memory_bytes", "memory_reduction",
-    "memory_estimate_bytes", "memory_estimate_reduction", "tokens_per_layer",
+    "memory_estimate_bytes", "memory_estimate_reduction", "activation_bytes",
+    "activation_reduction", "tokens_per_layer",
 }
 SPREAD_KEYS = {"throughput_p10", "throughput_p90", "median_s", "p10_s",
                "p90_s", "repeats"}
@@ -58,7 +59,8 @@ def test_schema_is_stable(report):
   assert set(report) == TOP_KEYS == report_lib.SCHEMA_KEYS
   assert set(report["device"]) == {"platform", "kind", "count",
                                    "host_cpu_threads"}
-  assert set(report["batch"]) == {"start", "step", "max", "memory"}
+  assert set(report["batch"]) == {"start", "step", "max", "memory",
+                                  "activation"}
   assert [r["name"] for r in report["results"]] == list(METHODS)
   for result in report["results"]:
     assert set(result) == RESULT_KEYS == report_lib.RESULT_KEYS

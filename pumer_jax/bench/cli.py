@@ -41,6 +41,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--batch_step", type=int, default=None)
   parser.add_argument("--max_batch", type=int, default=None)
   parser.add_argument("--memory_batch", type=int, default=None)
+  parser.add_argument("--activation_batch", type=int, default=None,
+                      help="batch of the compiled activation bytes (default: "
+                      "the preset's, e.g. 256 for ViLT-B/32)")
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--min_seconds", type=float, default=0.0)
@@ -91,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       batch_start=args.batch_start or preset.batch_start,
       batch_step=args.batch_step or preset.batch_step,
       max_batch=args.max_batch, memory_batch=args.memory_batch,
+      activation_batch=(args.activation_batch or preset.activation_batch
+                        or None),
       repeats=args.repeats, warmup=args.warmup, min_seconds=args.min_seconds,
       seed=args.seed, progress=not args.no_progress, preset=label,
       debug_checks=args.debug_checks,

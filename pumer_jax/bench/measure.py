@@ -71,6 +71,16 @@ def compiled_flops(compiled) -> float | None:
   return float(cost["flops"])
 
 
+def compiled_temp_bytes(compiled) -> int | None:
+  """The compiled program's temporary buffers: its activations, on every
+  backend, without running it (None where memory_analysis is missing)."""
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:
+    return None
+  return None if stats is None else int(stats.temp_size_in_bytes)
+
+
 def compiled_memory(compiled) -> int | None:
   """Backend-independent memory estimate: temp + argument + output bytes of
   the compiled program (aliased bytes counted once)."""

@@ -16,7 +16,8 @@ RESULT_KEYS = frozenset((
     "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
     "batch_trials", "speedup", "flops_per_example", "flop_ratio",
     "flop_speedup", "efficiency", "peak_memory_bytes", "memory_reduction",
-    "memory_estimate_bytes", "memory_estimate_reduction", "tokens_per_layer",
+    "memory_estimate_bytes", "memory_estimate_reduction", "activation_bytes",
+    "activation_reduction", "tokens_per_layer",
 ))
 
 
@@ -32,11 +33,12 @@ def format_table(report: dict[str, Any]) -> str:
       f"device {d['platform']}: {d['kind']} | dtype {report['dtype']} | "
       f"image {h}x{w} | text {report['text_len']} | batch from "
       f"{report['batch']['start']} by {report['batch']['step']} to "
-      f"{report['batch']['max']}, memory at {report['batch']['memory']}",
+      f"{report['batch']['max']}, memory at {report['batch']['memory']}, "
+      f"activations at {report['batch']['activation']}",
   ]
   header = ("method", "batch", "ex/s", "p10-p90 ex/s", "speedup", "GFLOP/ex",
             "FLOP ratio", "FLOP speedup", "efficiency", "peak MiB",
-            "mem red.", "est. MiB", "tokens out")
+            "mem red.", "est. MiB", "act. MiB", "act. red.", "tokens out")
   rows = [header]
   for r in report["results"]:
     s = r["spread"]
@@ -50,6 +52,8 @@ def format_table(report: dict[str, Any]) -> str:
         _fmt(r["peak_memory_bytes"], ".1f", 2.0 ** -20),
         _fmt(r["memory_reduction"], ".1%"),
         _fmt(r["memory_estimate_bytes"], ".1f", 2.0 ** -20),
+        _fmt(r["activation_bytes"], ".1f", 2.0 ** -20),
+        _fmt(r["activation_reduction"], ".1%"),
         str(r["tokens_per_layer"][-1]),
     ))
   widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

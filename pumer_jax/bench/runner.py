@@ -26,6 +26,7 @@ from pumer_jax.bench.measure import (
     Timing,
     compiled_flops,
     compiled_memory,
+    compiled_temp_bytes,
     cpu_threads,
     time_jitted,
     throughput_summary,
@@ -60,6 +61,7 @@ class _Method:
   compiled: Any = None  # at the memory batch; dropped after use
   flops: float | None = None
   memory_estimate: int | None = None
+  activation: int | None = None  # temporaries at the activation batch
   peak_memory: int | None = None
   trials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   best: dict[str, Any] | None = None
@@ -99,8 +101,10 @@ class _Runner:
 
 
 def _memory_phase(runner: _Runner, methods: list[_Method], batch: int,
-                  device: jax.Device, bar: tqdm) -> None:
-  """FLOPs, compiled memory estimate and device peak at the common batch.
+                  activation_batch: int, device: jax.Device, bar: tqdm
+                  ) -> None:
+  """FLOPs, compiled memory estimate and device peak at the common batch;
+  compiled activation bytes at `activation_batch` (compiled, never run).
 
   JAX cannot reset the device's peak counter, so programs run in ascending
   order of their compiled estimate, before any larger batch: each method's
@@ -118,6 +122,9 @@ def _memory_phase(runner: _Runner, methods: list[_Method], batch: int,
       raise
     m.flops = compiled_flops(m.compiled)
     m.memory_estimate = compiled_memory(m.compiled)
+    m.activation = compiled_temp_bytes(
+        m.compiled if activation_batch == batch
+        else runner.compile(m, activation_batch))
   for m in sorted(methods, key=lambda m: m.memory_estimate or 0):
     bar.set_description(f"memory {m.name} @ {batch}")
     inputs = runner.inputs(batch, m.image_size)  # only this method's
@@ -201,6 +208,7 @@ def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
   sched = schedule(model, m.reduce, text_len, m.image_size)
   estimate_ratio = _ratio(m.memory_estimate, base.memory_estimate)
   memory_ratio = _ratio(m.peak_memory, base.peak_memory)
+  activation_ratio = _ratio(m.activation, base.activation)
   return dict(
       name=m.name,
       method=m.reduce.method,
@@ -220,6 +228,9 @@ def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
       memory_estimate_bytes=m.memory_estimate,
       memory_estimate_reduction=(
           None if estimate_ratio is None else 1.0 - estimate_ratio),
+      activation_bytes=m.activation,
+      activation_reduction=(
+          None if activation_ratio is None else 1.0 - activation_ratio),
       # METER's ToMe schedule counts the image stream alone: add the text.
       tokens_per_layer=[sched.tokens_in(l) + (text_len if not sched.text_len
                                               else 0)
@@ -242,6 +253,7 @@ def run_benchmark(
     batch_step: int = 8,
     max_batch: int | None = None,
     memory_batch: int | None = None,
+    activation_batch: int | None = None,
     repeats: int = 10,
     warmup: int = 2,
     min_seconds: float = 0.0,
@@ -264,6 +276,8 @@ def run_benchmark(
       by `batch_step` up to `max_batch` (default: 64 on accelerators, just
       `batch_start` on CPU) or until XLA reports RESOURCE_EXHAUSTED; each
       method keeps its best throughput.
+    activation_batch: the batch whose compiled temporaries (activations)
+      are reported (default `memory_batch`); compiled only, never run.
     memory_batch: the common batch for FLOPs and memory (default
       `batch_start`).
     repeats, warmup, min_seconds: per timing, as `time_jitted`.
@@ -283,6 +297,7 @@ def run_benchmark(
   if max_batch is None:
     max_batch = max(DEFAULT_MAX_BATCH.get(device.platform) or 0, batch_start)
   memory_batch = batch_start if memory_batch is None else memory_batch
+  activation_batch = activation_batch or memory_batch
   for name, value in (("repeats", repeats), ("warmup", warmup)):
     if not isinstance(value, int) or value < (1 if name == "repeats" else 0):
       raise ValueError(f"{name}={value!r} must be an int >= "
@@ -314,7 +329,8 @@ def run_benchmark(
               for name, r in methods.items()]
   with tqdm(total=2 * len(measured), disable=not progress,
             file=sys.stderr) as bar:
-    _memory_phase(runner, measured, memory_batch, device, bar)
+    _memory_phase(runner, measured, memory_batch, activation_batch, device,
+                  bar)
     for m in measured:
       _throughput_phase(runner, m, sizes, memory_batch, bar)
   base = next(m for m in measured if m.name == "none")
@@ -346,7 +362,7 @@ def run_benchmark(
       image_size=list(hw),
       text_len=text_len,
       batch=dict(start=batch_start, step=batch_step, max=max_batch,
-                 memory=memory_batch),
+                 memory=memory_batch, activation=activation_batch),
       timing=dict(repeats=repeats, warmup=warmup, min_seconds=min_seconds,
                   debug_checks=debug_checks),
       results=results,
