@@ -263,6 +263,7 @@ def run_benchmark(
     progress: bool = True,
     preset: str | None = None,
     debug_checks: bool = False,
+    batches: Sequence[int] | None = None,
 ) -> dict[str, Any]:
   """Benchmarks `methods` on one device; returns the JSON-ready report.
 
@@ -288,6 +289,8 @@ def run_benchmark(
     preset: recorded in the report.
     debug_checks: compile the input-value checks in (`checkify`), so the
       timings include their cost.
+    batches: the batch sizes to grow through, instead of `batch_start` by
+      `batch_step` (e.g. 64, 256, 1024 on a GPU: a few compiles, not 120).
 
   Returns:
     The report dict; `SCHEMA_KEYS`/`RESULT_KEYS` list its fields.
@@ -320,7 +323,8 @@ def run_benchmark(
   # Each method is fed its own resolution (SmRes its smaller one), so a
   # config's pinned `input_size` would reject SmRes's images.
   model_config = model_config.replace(input_size=None)
-  sizes = batch_sizes(batch_start, batch_step, max_batch)
+  sizes = (sorted(batches) if batches
+           else batch_sizes(batch_start, batch_step, max_batch))
 
   runner = _Runner(model_config, text_len, hw, seed,
                    dict(warmup=warmup, repeats=repeats,
