@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pumer_jax.models import ReduceConfig, Vilt, ViltConfig
+from pumer_jax.models import layers as layers_lib
 from pumer_jax.models.layers import MultiHeadAttention
 
 BASE = ViltConfig(
@@ -220,10 +221,12 @@ def test_padding_with_a_huge_logit_keeps_gradients_finite():
 
 
 @pytest.mark.parametrize("prop_attn", [True, False])
-def test_fused_attention_equals_the_explicit_path(prop_attn):
-  """Layers that need no probabilities run jax.nn.dot_product_attention;
-  with sizes (merged tokens), padding and cross-attention it matches the
-  explicit softmax the reducers read, to 1e-5."""
+def test_fused_attention_equals_the_explicit_path(prop_attn, monkeypatch):
+  """Layers that need no probabilities run jax.nn.dot_product_attention
+  (on GPU; here forced on CPU); with sizes (merged tokens), padding and
+  cross-attention it matches the explicit softmax the reducers read."""
+  monkeypatch.setattr(layers_lib, "FUSED_ATTENTION_BACKENDS",
+                      {jax.default_backend()})
   attn = MultiHeadAttention(num_heads=4, hidden_size=32, prop_attn=prop_attn)
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, 7, 32)), jnp.float32)
