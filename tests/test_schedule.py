@@ -106,3 +106,26 @@ def test_text_cls_is_protected_even_when_image_cls_is_not():
       "pumer", depth=12, image_len=9, text_len=4, layers=(0,),
       image_merge_ratio=0.5, protect_cls=False)
   assert s.steps[0].merge_image == 4  # round(4.5): all of set A may merge
+
+
+def tome_parse_r(num_layers, r, inflect):
+  """ToMe's `parse_r` for an (r, inflection) pair, as its code computes it."""
+  min_val = int(r * (1.0 - inflect))
+  max_val = 2 * r - min_val
+  step = (max_val - min_val) / (num_layers - 1)
+  return [int(min_val + step * i) for i in range(num_layers)]
+
+
+@pytest.mark.parametrize("r, inflection, depth", [
+    (13, -0.5, 12), (16, -0.5, 12), (8, 0.3, 12), (7, 0.5, 6), (5, 0.0, 4),
+    (13, -0.5, 2)])
+def test_tome_ramp_is_tomes_parse_r(r, inflection, depth):
+  """Truncate-then-interpolate: r=13, inflection -0.5 gives ToMe's
+  19, 17, 16, 15, ... (interpolating the exact ends would give 19, 18, ...)."""
+  image_len = 1 + 8 * 12 * 12  # plenty of tokens: no cap applies
+  ramp = ReductionSchedule.build("tome", depth=depth, image_len=image_len,
+                                 text_len=0, tome_r=r, tome_schedule="ramp",
+                                 tome_inflection=inflection)
+  assert [s.merge for s in ramp.steps] == tome_parse_r(depth, r, inflection)
+  if (r, inflection, depth) == (13, -0.5, 12):
+    assert [s.merge for s in ramp.steps][:4] == [19, 17, 16, 15]

@@ -293,10 +293,12 @@ def _tome_steps(
     if schedule == "constant" or n == 1:
       rs = (r,) * n
     else:
-      # ToMe's linear schedule: r*(1-inflection) at the first layer to
-      # r*(1+inflection) at the last, the same mean r.
-      lo, hi = r * (1.0 - inflection), r * (1.0 + inflection)
-      rs = tuple(int(lo + (hi - lo) * i / (n - 1)) for i in range(n))
+      # ToMe's linear schedule (its `parse_r`), arithmetic included: the
+      # first layer's r is truncated to an int *before* interpolating, the
+      # last is 2r minus it, and each step is truncated again.
+      lo = int(r * (1.0 - inflection))
+      step = (2 * r - 2 * lo) / (n - 1)
+      rs = tuple(int(lo + step * i) for i in range(n))
   if any(not isinstance(v, int) or v < 0 for v in rs):
     raise ValueError(f"reduce.tome_r={r!r} must be non-negative ints.")
   steps = []
