@@ -60,6 +60,9 @@ VOCAB: tuple[str, ...] = (
 SPLIT_STREAMS = {"train": 0, "validation": 1, "test": 2}
 # Copies of the answer stored in `answers`, as VQA v2's ten human answers.
 NUM_ANNOTATORS = 10
+# Backgrounds: "textured" (blotches, faint stripes, noise) or "calm" (weak
+# blotches and noise only).
+TEXTURES = ("textured", "calm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Scene:
   objects: tuple[ShapeObject, ...]
   background: tuple[int, int, int]  # base RGB of the texture
   texture_seed: int
+  texture: str = "textured"  # one of TEXTURES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,27 +108,37 @@ class Question:
 
 
 def generate_example(seed: int, index: int, split: str = "train", *, image_size: int = 96,
-                     min_objects: int = 2, max_objects: int = MAX_OBJECTS
-                     ) -> tuple[Scene, Question]:
+                     min_objects: int = 2, max_objects: int = MAX_OBJECTS,
+                     object_scale: float = 1.0, texture: str = "textured",
+                     position_grid: int = 0) -> tuple[Scene, Question]:
   """The scene and question of example `index` of `split`: a pure function of its arguments."""
   if split not in SPLIT_STREAMS:
     raise ValueError(f"split {split!r} is not one of {tuple(SPLIT_STREAMS)}.")
   rng = np.random.default_rng((seed, SPLIT_STREAMS[split], index))
   scene = generate_scene(rng, image_size=image_size, min_objects=min_objects,
-                         max_objects=max_objects)
+                         max_objects=max_objects, object_scale=object_scale,
+                         texture=texture, position_grid=position_grid)
   return scene, ask_question(scene, rng)
 
 
 def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: int,
-                   max_objects: int) -> Scene:
+                   max_objects: int, object_scale: float = 1.0,
+                   texture: str = "textured", position_grid: int = 0) -> Scene:
   """Places `min_objects..max_objects` objects with distinct (colour, shape), none touching.
 
-  An object that finds no free place in 100 tries is left out, so a crowded
-  small image may hold fewer than `min_objects`; the scene says what is drawn.
+  Radii are `SIZES` times `object_scale` times the image side. With
+  `position_grid` > 0, centres lie on a lattice of that many pixels (half a
+  patch: each object then falls on the patch grid in one of a few ways). An object that
+  finds no free place in 100 tries is left out, so a crowded small image may
+  hold fewer than `min_objects`; the scene says what is drawn.
   """
   if not 1 <= min_objects <= max_objects <= MAX_OBJECTS:
     raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}; got "
                      f"{min_objects}, {max_objects}.")
+  if texture not in TEXTURES:
+    raise ValueError(f"texture {texture!r} is not one of {TEXTURES}.")
+  if not 0 < object_scale <= 2.5:
+    raise ValueError(f"object_scale={object_scale} must be in (0, 2.5].")
   pairs = [(c, s) for c in COLORS for s in SHAPES]
   count = int(rng.integers(min_objects, max_objects + 1))
   chosen = rng.choice(len(pairs), size=count, replace=False)
@@ -133,17 +147,22 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
   for pair in chosen:
     color, shape = pairs[pair]
     size = str(rng.choice(list(SIZES)))
-    radius = SIZES[size] * image_size
+    radius = SIZES[size] * object_scale * image_size
     low, high = radius + 1.0, image_size - radius - 1.0
     for _ in range(100):
       x, y = rng.uniform(low, high, size=2)
+      if position_grid:
+        x, y = (float(np.clip(position_grid * np.round(v / position_grid),
+                              position_grid * np.ceil(low / position_grid),
+                              position_grid * np.floor(high / position_grid)))
+                for v in (x, y))
       if all(np.hypot(x - o.x, y - o.y) >= radius + o.radius + gap for o in objects):
         objects.append(ShapeObject(color, shape, size, float(x), float(y), float(radius)))
         break
   grey = int(rng.integers(100, 161))
   tint = rng.integers(-12, 13, size=3)
   background = tuple(int(v) for v in np.clip(grey + tint, 0, 255))
-  return Scene(image_size, tuple(objects), background, int(rng.integers(2**31)))
+  return Scene(image_size, tuple(objects), background, int(rng.integers(2**31)), texture)
 
 
 # ----------------------------------------------------------------------------
@@ -284,14 +303,20 @@ def render(scene: Scene) -> np.ndarray:
   """Draws the scene: uint8 [S, S, 3]. Deterministic in `scene` alone."""
   s = scene.image_size
   rng = np.random.default_rng(scene.texture_seed)
-  # Texture: smooth blotches, faint stripes at a random angle, pixel noise.
-  blotches = (_upsample(rng.uniform(-25, 25, size=(6, 6, 1)), s)  # [S, S, 1] brightness
-              + _upsample(rng.uniform(-8, 8, size=(6, 6, 3)), s))  # [S, S, 3] faint tint
-  angle, period = rng.uniform(0, np.pi), rng.uniform(6, 14)
-  ys, xs = np.mgrid[0:s, 0:s].astype(np.float64)
-  stripes = 10 * np.sin(2 * np.pi * (xs * np.cos(angle) + ys * np.sin(angle)) / period)
-  noise = rng.uniform(-4, 4, size=(s, s, 3))
-  image = np.asarray(scene.background, np.float64) + blotches + stripes[..., None] + noise
+  if scene.texture == "calm":  # weak blotches and pixel noise only
+    blotches = (_upsample(rng.uniform(-8, 8, size=(4, 4, 1)), s)
+                + _upsample(rng.uniform(-3, 3, size=(4, 4, 3)), s))
+    noise = rng.uniform(-3, 3, size=(s, s, 3))
+    image = np.asarray(scene.background, np.float64) + blotches + noise
+  else:
+    # Texture: smooth blotches, faint stripes at a random angle, pixel noise.
+    blotches = (_upsample(rng.uniform(-25, 25, size=(6, 6, 1)), s)  # [S, S, 1] brightness
+                + _upsample(rng.uniform(-8, 8, size=(6, 6, 3)), s))  # [S, S, 3] faint tint
+    angle, period = rng.uniform(0, np.pi), rng.uniform(6, 14)
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float64)
+    stripes = 10 * np.sin(2 * np.pi * (xs * np.cos(angle) + ys * np.sin(angle)) / period)
+    noise = rng.uniform(-4, 4, size=(s, s, 3))
+    image = np.asarray(scene.background, np.float64) + blotches + stripes[..., None] + noise
   for obj in scene.objects:
     mask = object_mask(obj, s)
     shade = np.asarray(COLORS[obj.color], np.float64) + rng.uniform(-6, 6, size=(s, s, 3))
@@ -327,6 +352,13 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
   seed: int = 0
   min_objects: int = 2
   max_objects: int = MAX_OBJECTS
+  object_scale: float = 1.0  # multiplies every radius in SIZES
+  texture: str = "textured"  # background, one of TEXTURES
+  # The train split's fewest objects per scene (0: min_objects). 1 mixes in
+  # single-object scenes, where a question's object is the only one: they
+  # teach what shapes and colours look like before which object is meant.
+  train_min_objects: int = 0
+  position_grid: int = 0  # centres on a lattice of this many pixels (0: anywhere)
 
 
 class ShapesVqa(builder.ArrayRecordBuilder):
@@ -370,10 +402,15 @@ class ShapesVqa(builder.ArrayRecordBuilder):
 
   def _generate_examples(self, split: str, num_examples: int):
     config = self.builder_config
+    min_objects = config.min_objects
+    if split == "train" and config.train_min_objects:
+      min_objects = config.train_min_objects
     for index in range(num_examples):
       scene, question = generate_example(
           config.seed, index, split, image_size=config.image_size,
-          min_objects=config.min_objects, max_objects=config.max_objects)
+          min_objects=min_objects, max_objects=config.max_objects,
+          object_scale=config.object_scale, texture=config.texture,
+          position_grid=config.position_grid)
       yield index, {
           "question_id": index,
           "image_id": index,
