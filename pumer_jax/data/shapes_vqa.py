@@ -63,6 +63,9 @@ NUM_ANNOTATORS = 10
 # Backgrounds: "textured" (blotches, faint stripes, noise) or "calm" (weak
 # blotches and noise only).
 TEXTURES = ("textured", "calm")
+# The colour of an object's outline (when drawn): the same for every object,
+# so a shape's contour does not depend on its colour.
+OUTLINE_RGB = (25, 25, 25)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Scene:
   background: tuple[int, int, int]  # base RGB of the texture
   texture_seed: int
   texture: str = "textured"  # one of TEXTURES
+  outline: bool = False  # objects drawn with a dark one-pixel outline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,20 +114,23 @@ class Question:
 def generate_example(seed: int, index: int, split: str = "train", *, image_size: int = 96,
                      min_objects: int = 2, max_objects: int = MAX_OBJECTS,
                      object_scale: float = 1.0, texture: str = "textured",
-                     position_grid: int = 0) -> tuple[Scene, Question]:
+                     position_grid: int = 0, outline: bool = False
+                     ) -> tuple[Scene, Question]:
   """The scene and question of example `index` of `split`: a pure function of its arguments."""
   if split not in SPLIT_STREAMS:
     raise ValueError(f"split {split!r} is not one of {tuple(SPLIT_STREAMS)}.")
   rng = np.random.default_rng((seed, SPLIT_STREAMS[split], index))
   scene = generate_scene(rng, image_size=image_size, min_objects=min_objects,
                          max_objects=max_objects, object_scale=object_scale,
-                         texture=texture, position_grid=position_grid)
+                         texture=texture, position_grid=position_grid,
+                         outline=outline)
   return scene, ask_question(scene, rng)
 
 
 def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: int,
                    max_objects: int, object_scale: float = 1.0,
-                   texture: str = "textured", position_grid: int = 0) -> Scene:
+                   texture: str = "textured", position_grid: int = 0,
+                   outline: bool = False) -> Scene:
   """Places `min_objects..max_objects` objects with distinct (colour, shape), none touching.
 
   Radii are `SIZES` times `object_scale` times the image side. With
@@ -162,7 +169,8 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
   grey = int(rng.integers(100, 161))
   tint = rng.integers(-12, 13, size=3)
   background = tuple(int(v) for v in np.clip(grey + tint, 0, 255))
-  return Scene(image_size, tuple(objects), background, int(rng.integers(2**31)), texture)
+  return Scene(image_size, tuple(objects), background, int(rng.integers(2**31)), texture,
+               outline)
 
 
 # ----------------------------------------------------------------------------
@@ -321,6 +329,13 @@ def render(scene: Scene) -> np.ndarray:
     mask = object_mask(obj, s)
     shade = np.asarray(COLORS[obj.color], np.float64) + rng.uniform(-6, 6, size=(s, s, 3))
     image = np.where(mask[..., None], shade, image)
+    if scene.outline:  # the mask's border pixels: the same dark line for every colour
+      inner = mask.copy()
+      inner[1:] &= mask[:-1]
+      inner[:-1] &= mask[1:]
+      inner[:, 1:] &= mask[:, :-1]
+      inner[:, :-1] &= mask[:, 1:]
+      image = np.where((mask & ~inner)[..., None], OUTLINE_RGB, image)
   return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
@@ -359,6 +374,7 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
   # teach what shapes and colours look like before which object is meant.
   train_min_objects: int = 0
   position_grid: int = 0  # centres on a lattice of this many pixels (0: anywhere)
+  outline: bool = False  # a dark one-pixel outline around every object
 
 
 class ShapesVqa(builder.ArrayRecordBuilder):
@@ -410,7 +426,7 @@ class ShapesVqa(builder.ArrayRecordBuilder):
           config.seed, index, split, image_size=config.image_size,
           min_objects=min_objects, max_objects=config.max_objects,
           object_scale=config.object_scale, texture=config.texture,
-          position_grid=config.position_grid)
+          position_grid=config.position_grid, outline=config.outline)
       yield index, {
           "question_id": index,
           "image_id": index,
