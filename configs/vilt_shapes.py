@@ -14,7 +14,8 @@ PuMer with distillation from the unreduced run, starting from its weights:
       --config.init_from=runs/shapes/model --workdir runs/shapes_pumer
 
 Variants (after the colon): method=none|pumer|tome|dynamicvit|smres,
-runlocal (a few steps, for a smoke test). `make demo` runs the whole
+runlocal (a few steps, for a smoke test), pretrain (the model shipped in
+checkpoints/vilt_shapes: see its README). `make demo` runs the whole
 sequence; see README.md for the accuracy it reaches.
 """
 
@@ -34,7 +35,8 @@ REDUCERS = dict(
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, method="none", runlocal=False)
+  args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
+                   stage=2)
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -67,6 +69,9 @@ def get_config(arg=None):
   c.eval.split = "test"
   c.eval.batch_size = 250
 
+  if args.pretrain:
+    _pretrain(c, args.stage)
+
   if args.runlocal:
     c.debug_checks = True  # checkify the input values inside jit
     c.total_steps = 4
@@ -78,3 +83,40 @@ def get_config(arg=None):
     c.data.builder_config.update(dict(num_train=64, num_validation=50,
                                       num_test=100))
   return c
+
+
+STAGE1_WORKDIR = "runs/shapes_pretrain_s1"
+
+
+def _pretrain(c, stage):
+  """A ViLT that reads the image, trained in two stages (see
+  checkpoints/vilt_shapes/README.md): stage 1 on single-object scenes
+  (what colours, sizes and shapes look like), stage 2 from its weights on
+  the full scenes (which object a question names). 8x8 patches on 64x64
+  images, larger objects, a calm background, centres on a 4-pixel lattice.
+  """
+  c.model.update(dict(hidden_size=128, num_hidden_layers=4,
+                      num_attention_heads=4, intermediate_size=256,
+                      image_size=64, patch_size=8, input_size=(64, 64)))
+  c.data.unlock()
+  c.data.builder_config = dict(
+      image_size=64, num_train=30_000, num_validation=500, num_test=1000,
+      object_scale=1.4, texture="calm", train_min_objects=1,
+      position_grid=4, outline=True)
+  if stage == 1:  # single-object scenes: what shapes, sizes, colours look like
+    c.data.builder_config = dict(
+        c.data.builder_config, min_objects=1, max_objects=1, num_train=8000,
+        num_validation=100, num_test=100, train_min_objects=0)
+  c.data.lock()
+  c.checkpoint_every = 500
+  c.optim.decay = "cosine"
+  c.optim.warmup_steps = 100
+  if stage == 1:
+    c.batch_size = 32
+    c.total_steps = 1000
+    c.optim.lr = 1e-3
+  else:
+    c.init_from = STAGE1_WORKDIR + "/model"
+    c.batch_size = 64
+    c.total_steps = 3000
+    c.optim.lr = 7e-4

@@ -6,7 +6,6 @@ checkpoint that a second two-process run resumes, and leave a model that
 a one-process `eval.py` loads.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -19,6 +18,7 @@ import pytest
 
 from pumer_jax.data import loaders
 from pumer_jax.train import finetune
+from train_fixtures import shapes_config
 
 ROOT = pathlib.Path(__file__).parent.parent
 STEPS, MORE = 4, 6
@@ -27,20 +27,6 @@ STEPS, MORE = 4, 6
 FLAGS = ["--config.total_steps={steps}", "--config.checkpoint_every=2",
          "--config.log_every=1", "--config.progress=False",
          "--config.debug_checks=False", "--config.optim.end_lr=0.001"]
-
-
-def config(data_dir, steps):
-  path = ROOT / "configs" / "vilt_shapes.py"
-  spec = importlib.util.spec_from_file_location("vilt_shapes", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("runlocal")
-  c.data.data_dir = str(data_dir)
-  c.total_steps, c.checkpoint_every, c.log_every = steps, 2, 1
-  c.progress, c.debug_checks = False, False
-  assert c.optim.lr == 0.001
-  c.optim.end_lr = c.optim.lr
-  return c
 
 
 def free_port() -> int:
@@ -77,7 +63,7 @@ def losses(workdir):
 def test_two_processes_train_like_one(tmp_path):
   data, one, two = tmp_path / "data", tmp_path / "one", tmp_path / "two"
   # One process, fed the global batches the two processes' shards make.
-  c = config(data, MORE)
+  c = shapes_config(data, MORE)
   shards = [loaders.train_iterator(c, shard=(i, 2)) for i in range(2)]
   global_batches = ({k: np.concatenate([a[k], b[k]]) for k in a}
                     for a, b in zip(*shards))

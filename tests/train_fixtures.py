@@ -1,6 +1,8 @@
 """A tiny config and in-memory batches for train/eval tests."""
 
+import importlib.util
 import itertools
+import pathlib
 
 import flax
 import jax
@@ -90,3 +92,19 @@ def init_model(config):
   model, _, example = finetune.build_model(config)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), **example)
   return model, flax.linen.meta.unbox(variables)["params"]
+
+
+def shapes_config(data_dir, steps):
+  """configs/vilt_shapes.py:runlocal for `steps` steps at a constant
+  learning rate, reading (or generating) its data under `data_dir`."""
+  path = pathlib.Path(__file__).parent.parent / "configs" / "vilt_shapes.py"
+  spec = importlib.util.spec_from_file_location("vilt_shapes", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config("runlocal")
+  c.data.data_dir = str(data_dir)
+  c.total_steps, c.checkpoint_every, c.log_every = steps, 2, 1
+  c.progress, c.debug_checks = False, False
+  assert c.optim.lr == 0.001
+  c.optim.end_lr = c.optim.lr
+  return c
