@@ -200,7 +200,7 @@ def flip_sign() -> optax.GradientTransformation:
 
 def gate_transforms(reg_lr: float) -> dict[str, optax.GradientTransformation]:
   """Adam at `prune.reg_lr`: descent for `log_alpha`, ascent for `lambdas`
-  (the optimiser groups of `hard_concrete/{log_alpha,lambdas}`)."""
+  (one transform per key of the gate state, `TrainState.gates`)."""
   return {"log_alpha": optax.adam(reg_lr),
           "lambdas": optax.chain(flip_sign(), optax.adam(reg_lr))}
 
