@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m pumer_jax.demo
