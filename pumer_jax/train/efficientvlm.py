@@ -73,12 +73,11 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
              "logits": kd.logits_kl(out["logits"], t_out["logits"],
                                     distill.temperature),
              **kd.distill_losses(out, t_out)}
-    valid = batch["valid"]
-    metrics = {("task_loss" if name == "task" else f"kd_{name}"):
-               losses.masked_mean(value, valid)
-               for name, value in terms.items()}
-    loss = sum(distill[name] * metrics[
-        "task_loss" if name == "task" else f"kd_{name}"] for name in terms)
+    means = {name: losses.masked_mean(value, batch["valid"])
+             for name, value in terms.items()}
+    loss = sum(distill[name] * mean for name, mean in means.items())
+    metrics = {("task_loss" if name == "task" else f"kd_{name}"): mean
+               for name, mean in means.items()}
     if gates is not None:
       sparsity = gate_layout.expected_sparsity(gates["log_alpha"])
       target = gates_lib.target_at(step, prune.target, prune.warmup_steps)
