@@ -13,13 +13,13 @@ points.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
 
 import jax
 import numpy as np
 
+from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
 from pumer_jax.evaluate.runner import reducer_for
 from pumer_jax.models import saved
@@ -57,14 +57,6 @@ def compare(model_dir, config, methods, batches) -> list[dict]:
         score_difference_points=float(100 * (s16[valid].mean()
                                              - s32[valid].mean()))))
   return rows
-
-
-def load_config(path: str):
-  file, _, arg = path.partition(":")
-  spec = importlib.util.spec_from_file_location("config", file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
 
 
 def main() -> None:

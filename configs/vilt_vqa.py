@@ -17,4 +17,5 @@ from pumer_jax.configs.vilt_task import vilt_task_config
 
 def get_config(arg=None):
   return vilt_task_config(arg, task="vqa", dataset="vqa_v2", text_len=32,
-                          pumer_layers=(2, 5, 8), num_labels=3129, head="vqa")
+                          pumer_layers=(2, 5, 8), num_labels=3129, head="vqa",
+                          score_heads="first")

@@ -23,7 +23,11 @@ BASE = MeterConfig(
 REDUCERS = {
     "none": ReduceConfig(),
     "pumer": ReduceConfig(method="pumer", layers=(0, 1), prune_ratio=0.2,
-                          image_merge_ratio=0.2, text_merge_ratio=0.2),
+                          image_merge_ratio=0.2, text_merge_ratio=0.2,
+                          semantics="sized"),
+    "pumer_official": ReduceConfig(
+        method="pumer", layers=(0, 1), prune_ratio=0.2,
+        image_merge_ratio=0.2, text_merge_ratio=0.2, score_heads="first"),
     "tome": ReduceConfig(method="tome", layers=(0, 1), tome_r=4),
     "dynamicvit": ReduceConfig(method="dynamicvit", layers=(0, 1),
                                keep_ratios=(0.7, 0.5)),
@@ -71,7 +75,7 @@ def test_zero_ratios_equal_unreduced(params):
   inputs = batch()
   want = apply(REDUCERS["none"], params, inputs)
   for reduce in (
-      ReduceConfig(method="pumer", layers=(0, 1)),
+      ReduceConfig(method="pumer", layers=(0, 1), semantics="sized"),
       ReduceConfig(method="tome", tome_r=0),
       ReduceConfig(method="dynamicvit", layers=(0, 1), keep_ratios=(1.0, 1.0)),
   ):
@@ -121,7 +125,8 @@ def test_pumer_conserves_kept_image_size(params):
   assert (source[:, 0, 0] == 1).all()  # the image CLS token stays first
 
 
-@pytest.mark.parametrize("method", ["pumer", "tome", "dynamicvit", "smres"])
+@pytest.mark.parametrize("method", ["pumer", "pumer_official", "tome",
+                                    "dynamicvit", "smres"])
 def test_every_method_jits_and_differentiates(params, method):
   reduce = REDUCERS[method]
   model = Meter(BASE.replace(reduce=reduce))
@@ -152,7 +157,7 @@ def test_reduced_counts_per_method(params):
   assert tome["image_tokens"].tolist() == [li, li - 4, li - 8]
   assert tome["text_tokens"].tolist() == [10] * 3
   dyn = apply(REDUCERS["dynamicvit"], params, inputs)
-  keep1, keep2 = round(0.7 * (li - 1)) + 1, round(0.5 * (li - 1)) + 1
+  keep1, keep2 = int(0.7 * (li - 1)) + 1, int(0.5 * (li - 1)) + 1
   assert dyn["image_tokens"].tolist() == [li, keep1, keep2]
   assert np.isfinite(np.asarray(dyn["logits"])).all()
   smres = apply(REDUCERS["smres"], params, inputs)

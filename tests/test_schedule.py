@@ -54,10 +54,17 @@ def test_tome_schedules():
 
 
 def test_dynamicvit_counts_and_from_config():
-  cfg = ml_collections.ConfigDict(dict(method="dynamicvit", layers=(2, 5, 8),
+  cfg = ml_collections.ConfigDict(dict(method="dynamicvit", layers=(3, 6, 9),
                                        keep_ratios=(0.7, 0.49, 0.343)))
   s = ReductionSchedule.from_config(cfg, depth=12, image_len=145, text_len=32)
-  assert [s_.keep for s_ in s.steps] == [102, 72, 50]
+  # DynamicViT's int(N * rho) of the 144 patches (100.8, 70.56, 49.39), + CLS.
+  assert [s_.keep for s_ in s.steps] == [101, 71, 50]
+  # Pruned before layers 3, 6, 9: those layers already see fewer tokens.
+  seen = [177] * 3 + [133] * 3 + [103] * 3 + [82] * 3
+  assert s.flops_proxy() == pytest.approx(sum(seen) / (12 * 177))
+  with pytest.raises(ValueError, match="0 image patches"):
+    ReductionSchedule.build("dynamicvit", depth=4, image_len=9, text_len=3,
+                            layers=(1,), keep_ratios=(0.1,))
   none = ReductionSchedule.from_config(ml_collections.ConfigDict(
       dict(method="none")), depth=12, image_len=145, text_len=32)
   assert none.steps == () and none.flops_proxy() == 1.0

@@ -21,7 +21,11 @@ BASE = ViltConfig(
 REDUCERS = {
     "none": ReduceConfig(),
     "pumer": ReduceConfig(method="pumer", layers=(1, 2), prune_ratio=0.2,
-                          image_merge_ratio=0.3, text_merge_ratio=0.2),
+                          image_merge_ratio=0.3, text_merge_ratio=0.2,
+                          semantics="sized"),
+    "pumer_official": ReduceConfig(
+        method="pumer", layers=(1, 2), prune_ratio=0.2,
+        image_merge_ratio=0.3, text_merge_ratio=0.2, score_heads="first"),
     "tome": ReduceConfig(method="tome", tome_r=4),
     "dynamicvit": ReduceConfig(method="dynamicvit", layers=(1, 2),
                                keep_ratios=(0.7, 0.5)),
@@ -70,7 +74,7 @@ def test_zero_ratios_equal_unreduced(params):
   inputs = batch()
   want = apply("none", params, inputs)
   for reduce in (
-      ReduceConfig(method="pumer", layers=(0, 1, 3)),
+      ReduceConfig(method="pumer", layers=(0, 1, 3), semantics="sized"),
       ReduceConfig(method="tome", tome_r=0),
       ReduceConfig(method="dynamicvit", layers=(1, 2), keep_ratios=(1.0, 1.0)),
   ):
@@ -110,12 +114,19 @@ def test_token_counts_follow_schedule(params, method):
   want = [schedule.tokens_in(i) for i in range(BASE.num_hidden_layers + 1)]
   assert out["tokens"].tolist() == want
   assert [hs.shape[1] for hs in out["hidden_states"]] == want
-  if method in ("pumer", "dynamicvit"):
+  if method in ("pumer", "pumer_official", "dynamicvit"):
     image_text = [schedule.image_text_in(i) for i in range(len(want))]
     assert out["image_tokens"].tolist() == [a for a, _ in image_text]
     assert out["text_tokens"].tolist() == [b for _, b in image_text]
   if method != "none":  # 10 text + 1 + (64/16)*(96/16) image tokens unreduced
     assert want[-1] < 35
+
+
+def test_dynamicvit_prunes_before_its_layers(params):
+  """As DynamicViT's `pruning_loc`: layer 1's attention already sees the
+  kept tokens (int(0.7 * 24) = 16 patches + CLS + 10 text)."""
+  out = apply("dynamicvit", params, batch(), output_attentions=True)
+  assert [a.shape[-1] for a in out["attentions"]] == [35, 27, 23]
 
 
 def test_source_tracking_accounts_for_every_token(params):

@@ -7,6 +7,8 @@ key) is an error instead of a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import pathlib
 
 import ml_collections
 
@@ -83,7 +85,7 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       pumer=reduce_config(method="pumer", layers=(2, 5, 8), prune_ratio=0.1,
                           image_merge_ratio=0.3, text_merge_ratio=0.2),
       tome=reduce_config(method="tome", tome_r=8),
-      dynamicvit=reduce_config(method="dynamicvit", layers=(2, 5, 8),
+      dynamicvit=reduce_config(method="dynamicvit", layers=(3, 6, 9),
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres", smres_size=(288, 288)),
   ))
@@ -118,6 +120,9 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       teacher="",  # a model dir: the fine-tuned, unreduced model
       temperature=1.0, task=1.0, logits=1.0, hidden=0.0, attn=0.0,
   ))
+  # VQA's BCE over answers: "sum" (ViLT, METER) or "mean" (PuMer's code;
+  # the paper configs set it). See train/losses.vqa_bce.
+  c.loss = ml_collections.ConfigDict(dict(vqa_reduction="sum"))
   c.dynamicvit = ml_collections.ConfigDict(dict(ratio_weight=2.0))
   # EfficientVLM (configs/efficientvlm.py; its own trainer): "" (off: the
   # fine-tuning trainer), "distill" (a half-depth student of distill.teacher)
@@ -141,3 +146,15 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
   ))
   c.lock()
   return c
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """`configs/x.py:variant` -> that file's `get_config(variant)`, for
+  scripts that take a config path without absl's --config flag."""
+  file, _, arg = path.partition(":")
+  spec = importlib.util.spec_from_file_location("config_file", file)
+  if spec is None or not pathlib.Path(file).is_file():
+    raise FileNotFoundError(f"config file {file!r} does not exist.")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)

@@ -25,6 +25,15 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   Variants: method=none|pumer|tome|dynamicvit|smres; runlocal (a tiny
   model, a few steps: checks the wiring, not the accuracy); shapes (VQA
   only: train on the embedded shapes_vqa dataset instead of VQAv2).
+
+  As in the PuMer paper, every variant (the unreduced baseline included)
+  runs PuMer's METER fusion order, `model.fusion_order="text_first"`: each
+  block's image side reads the text side's output. METER's released
+  checkpoints were fine-tuned with its own order; to evaluate one as
+  released, pass `--config.model.fusion_order=parallel`. PuMer runs its
+  reference semantics (`reduce.semantics="official"`), prune scores
+  averaged over heads as METER's reference does, and the VQA loss averaged
+  over answers as PuMer's code (`loss.vqa_reduction`).
   """
   args = parse_arg(arg, method="none", runlocal=False, shapes=False)
   c = base_config("meter")
@@ -36,14 +45,15 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
                       num_images=2 if head == "nlvr2" else 1,
                       input_size=(image_size, image_size),
                       hidden_dropout_prob=0.1,
-                      attention_probs_dropout_prob=0.1, **model))
+                      attention_probs_dropout_prob=0.1,
+                      fusion_order="text_first", **model))
   reducers = dict(
       none=reduce_config(),
       # As PuMer's reference code, merges clamp at what bipartite matching
       # can merge: METER's SNLI-VE/NLVR2 setting m=0.5 asks for more.
       pumer=reduce_config(method="pumer", clamp_merge=True, **pumer),
       tome=reduce_config(method="tome", tome_r=64),
-      dynamicvit=reduce_config(method="dynamicvit", layers=(0, 1, 2),
+      dynamicvit=reduce_config(method="dynamicvit", layers=(1, 2, 3),
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres",
                           smres_size=(image_size * 3 // 4,) * 2),
@@ -52,6 +62,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   c.data.name = dataset
   c.data.text_len = text_len
   c.data.normalize = "clip"
+  c.loss.vqa_reduction = "mean"  # PuMer's code: BCE over batch x answers
   # METER's fine-tuning: lr 5e-6 (VQA), x5 on the cross-modal layers and
   # x50 on the head (x10 for retrieval), 10% warm-up.
   c.optim.lr = 5e-6
@@ -85,6 +96,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
                        "questions; use meter_vqa.py:shapes.")
     c.data.name = "shapes_vqa"
     c.data.data_dir = "runs/data"
+    c.loss.vqa_reduction = "sum"  # as configs/vilt_shapes.py
     c.data.text_len = 16
     c.data.unlock()
     c.data.builder_config = dict(image_size=64, num_train=64,

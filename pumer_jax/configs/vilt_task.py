@@ -12,8 +12,13 @@ PUMER_RATIOS = dict(prune_ratio=0.1, image_merge_ratio=0.3,
 
 def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
                      pumer_layers: tuple[int, ...], num_labels: int,
-                     head: str, **model):
+                     head: str, score_heads: str = "mean", **model):
   """A ViLT-B/32 config at 384x384 for one task; variants as in big_vision.
+
+  PuMer runs its reference code's semantics (`reduce.semantics="official"`)
+  with the task's `score_heads` as PuMer's commands set `sim_method` (VQA:
+  the first head, its default; SNLI-VE and NLVR2: the mean), and the VQA
+  loss is averaged over answers as PuMer's code (`loss.vqa_reduction`).
 
   Variants: method=none|pumer|tome|dynamicvit|smres, runlocal (tiny model,
   a few steps: checks the wiring on a laptop, not the accuracy).
@@ -30,9 +35,9 @@ def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
   reducers = dict(
       none=reduce_config(),
       pumer=reduce_config(method="pumer", layers=pumer_layers,
-                          **PUMER_RATIOS),
+                          score_heads=score_heads, **PUMER_RATIOS),
       tome=reduce_config(method="tome", tome_r=8),
-      dynamicvit=reduce_config(method="dynamicvit", layers=(2, 5, 8),
+      dynamicvit=reduce_config(method="dynamicvit", layers=(3, 6, 9),
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres", smres_size=(288, 288)),
   )
@@ -40,6 +45,7 @@ def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
   c.reducers.update(reducers)
   c.data.name = dataset
   c.data.text_len = text_len
+  c.loss.vqa_reduction = "mean"  # PuMer's code: BCE over batch x answers
   c.optim.lr = 1e-4
   c.optim.warmup_steps = 1000
   c.optim.lr_mults.head = 10.0  # ViLT's fine-tuning head multiplier

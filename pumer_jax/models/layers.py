@@ -118,6 +118,38 @@ def attention_weights(
   return mass / jnp.maximum(total, jnp.finfo(mass.dtype).tiny)
 
 
+# The reference's epsilon in its masked softmax (PuMer's `common.py`).
+OFFICIAL_SOFTMAX_EPS = 1e-6
+
+
+def official_attention_weights(logits: jax.Array, mask: jax.Array,
+                               eps: float = OFFICIAL_SOFTMAX_EPS) -> jax.Array:
+  """PuMer's reference masked softmax (`differentiable_masked_softmax`).
+
+  `exp(logit - max) * m` over all keys, normalised with a small epsilon:
+  `(w + eps / Nk) / (sum(w) + eps)`. The mask `m` may be fractional (merged
+  text) and multiplies the weight; the max runs over every key, masked
+  ones too; and query i always keeps full weight on key i (`m + (1 - m) *
+  eye`), so a padded or merged token attends to itself. The eye is
+  rectangular for cross-attention: image query i then keeps key i of the
+  text, as the reference does.
+
+  Args:
+    logits: [B, H, Nq, Nk] float32.
+    mask: [B, Nk] in [0, 1].
+
+  Returns:
+    [B, H, Nq, Nk] probabilities.
+  """
+  nq, nk = logits.shape[-2:]
+  mask = mask.astype(jnp.float32)[:, None, None, :]  # [B, 1, 1, Nk]
+  eye = jnp.eye(nq, nk, dtype=jnp.float32)[None, None]  # [1, 1, Nq, Nk]
+  weight = mask + (1.0 - mask) * eye
+  peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
+  mass = jnp.exp(logits - peak) * weight
+  return (mass + eps / nk) / (mass.sum(axis=-1, keepdims=True) + eps)
+
+
 # Backends whose layers without a reducer run the fused attention. XLA:GPU
 # lowers it to cuDNN's kernel; XLA:CPU materialises more than the explicit
 # softmax (METER-B/16 at 384, batch 64: 4584 vs 2804 MiB of temporaries,
@@ -149,8 +181,11 @@ class MultiHeadAttention(nn.Module):
   """Multi-head attention over sized keys; exposes what reducers need.
 
   Returns the output and a dict with `keys` (head-mean keys, [B, Nk, Dh],
-  ToMe's merge metric) and `probs` ([B, H, Nq, Nk], or None where the
-  fused path ran). On a backend in `FUSED_ATTENTION_BACKENDS`, a layer that
+  ToMe's merge metric), `probs` ([B, H, Nq, Nk], or None where the fused
+  path ran) and `dropped_probs` (the same after attention dropout: what
+  PuMer's reference scores with in training). With `official_softmax`
+  the weights are PuMer's reference masked softmax
+  (`official_attention_weights`, `key_size` read as its fractional mask). On a backend in `FUSED_ATTENTION_BACKENDS`, a layer that
   needs no probabilities (`need_probs=False`: no PuMer step, no attention
   output, no attention dropout or DynamicViT policy) runs
   `jax.nn.dot_product_attention`, which XLA lowers to cuDNN's fused kernel
@@ -168,6 +203,7 @@ class MultiHeadAttention(nn.Module):
   # stays hidden_size / (the unpruned head count). 0 heads is allowed: the
   # attention then adds only its output bias.
   head_dim: int | None = None
+  official_softmax: bool = False
 
   @nn.compact
   def __call__(
@@ -197,7 +233,8 @@ class MultiHeadAttention(nn.Module):
       batch, nq, nk = x.shape[0], x.shape[1], context.shape[1]
       return Bias(self.hidden_size, self.dtype, name="out")((batch, nq)), {
           "keys": jnp.zeros((batch, nk, head_dim), self.dtype),
-          "probs": jnp.zeros((batch, 0, nq, nk), jnp.float32)}
+          "probs": jnp.zeros((batch, 0, nq, nk), jnp.float32),
+          "dropped_probs": jnp.zeros((batch, 0, nq, nk), jnp.float32)}
     shape = (self.num_heads, head_dim)
 
     def project(name, inputs):
@@ -212,15 +249,20 @@ class MultiHeadAttention(nn.Module):
     weight = weight.astype(jnp.float32)
     dropout = self.dropout_rate > 0 and not deterministic
     fused = jax.default_backend() in FUSED_ATTENTION_BACKENDS
-    if fused and not (need_probs or dropout or key_policy is not None):
+    explicit = (need_probs or dropout or key_policy is not None
+                or self.official_softmax)
+    if fused and not explicit:
       ctx = fused_attention(q, k, v, weight, key_size > 0)  # [B, Nq, H, Dh]
-      probs = None
+      probs = dropped = None
     else:
       logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
       logits = logits / jnp.sqrt(jnp.float32(head_dim))
       if key_policy is not None:
         weight = weight * key_policy.astype(jnp.float32)
-      probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
+      if self.official_softmax:
+        probs = official_attention_weights(logits, key_size)
+      else:
+        probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
       dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
       ctx = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
     if head_gate is not None:
@@ -229,7 +271,8 @@ class MultiHeadAttention(nn.Module):
     ctx = ctx.reshape(ctx.shape[:2] + (-1,))  # [B, Nq, H*Dh]
     out = dense(self.hidden_size, ("joined_kv", "embed"), "out",
                 dtype=self.dtype)(ctx)
-    return out, {"keys": k.mean(axis=2), "probs": probs}
+    return out, {"keys": k.mean(axis=2), "probs": probs,
+                 "dropped_probs": dropped}
 
 
 class Mlp(nn.Module):

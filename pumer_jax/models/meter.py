@@ -5,14 +5,16 @@ the text encoder (RoBERTa, post-LN) run apart, are projected to the fusion
 width, and meet in `num_fusion_layers` co-attention blocks. Each block holds
 a text-side and an image-side BERT cross layer (self-attention,
 cross-attention to the other stream, FFN, post-LN); both read the block's
-input streams, as METER's reference code.
+input streams, as METER's reference code, or the image side reads the text
+side's output, as PuMer's (`MeterConfig.fusion_order`).
 
 Reducers act in the fusion blocks listed in `reduce.layers` (DESIGN 4.3):
 inside the text-side layer, after its self- and cross-attention, the image
 tokens are pruned by the text->image cross-attention of the real text
 tokens and merged on that attention's keys; the text tokens are merged on
 their self-attention keys; the image-side layer then runs on the reduced
-image. Parameter names of the encoders map onto Hugging Face
+image. DynamicViT prunes the image stream before the block instead, as its
+reference does. Parameter names of the encoders map onto Hugging Face
 `CLIPVisionModel` and `RobertaModel` by a table (`pumer_jax.convert`).
 The config is `meter_config.py`, the encoders `meter_encoders.py`.
 """
@@ -40,7 +42,12 @@ from pumer_jax.models.layers import (
 )
 from pumer_jax.models.meter_config import MeterConfig
 from pumer_jax.models.meter_encoders import ClipVisionEncoder, RobertaEncoder
-from pumer_jax.models.reducer_step import Tokens, pumer_two_stream, reduce_sequence
+from pumer_jax.models.reducer_step import (
+    Tokens,
+    pumer_two_stream,
+    pumer_two_stream_official,
+    reduce_sequence,
+)
 from pumer_jax.reduce import init_source
 
 __all__ = ["Meter", "MeterConfig", "MeterModel", "example_inputs"]
@@ -64,7 +71,8 @@ class CrossLayer(nn.Module):
         c.layer_size(self.module, kind, self.layer, c.num_attention_heads),
         c.hidden_size, dropout_rate=c.attention_probs_dropout_prob,
         prop_attn=c.reduce.prop_attn, dtype=dtype,
-        head_dim=c.hidden_size // c.num_attention_heads, name=name)
+        head_dim=c.hidden_size // c.num_attention_heads,
+        official_softmax=c.reduce.official, name=name)
     self.attention = attention("attention", "heads")
     self.attention_norm = layer_norm(c.layer_norm_eps, "attention_norm", dtype)
     self.crossattention = attention("crossattention", "cross_heads")
@@ -184,6 +192,15 @@ class MeterModel(nn.Module):
       hidden["fusion_image"].append(image)
       counts = schedule.at(i)
       pumer = counts is not None and rc.method == "pumer"
+      if counts is not None and rc.method == "dynamicvit":
+        # Before the block, as DynamicViT's reference (`pruning_loc`).
+        predictor = self.keep_predictors[schedule.layers.index(i)]
+        (image, i_size, source), policy, kept = reduce_sequence(
+            rc, counts, Tokens(image, i_size, source), keys=None, text_len=0,
+            predictor=predictor, policy=policy,
+            gumbel_rng=lambda: self.make_rng("gumbel"), train=train)
+        if kept is not None:
+          keep_fractions.append(kept)
       x, self_aux, cross_aux = text_layer.attend(
           text, t_size, image, i_size, context_policy=policy,
           head_gate=gate_row(gates, "fusion_text", "heads", i),
@@ -191,24 +208,29 @@ class MeterModel(nn.Module):
           deterministic=det, need_probs=(probs, probs or pumer))
       attn["fusion_text_self"].append(self_aux["probs"])
       attn["fusion_text_cross"].append(cross_aux["probs"])
-      # The image-side layer reads the block's input text, as METER's.
-      context, context_size = text, t_size
+      block_text, block_size = text, t_size
       x_size = t_size
-      if pumer:
+      if pumer and rc.official:
+        (x, x_size, _), (image, i_size, source) = pumer_two_stream_official(
+            x, t_size, self_aux["keys"], image, cross_aux["keys"],
+            cross_aux["dropped_probs"], counts, score_heads=rc.score_heads,
+            source=source)
+      elif pumer:
         (x, x_size, _), (image, i_size, source) = pumer_two_stream(
             x, t_size, self_aux["keys"], image, i_size, cross_aux["keys"],
             cross_aux["probs"], counts, protect_cls=rc.protect_cls,
-            source=source)
-      elif counts is not None:  # ToMe, DynamicViT: the image stream alone
-        predictor = (self.keep_predictors[schedule.layers.index(i)]
-                     if rc.method == "dynamicvit" else None)
-        (image, i_size, source), policy, kept = reduce_sequence(
+            source=source, score_heads=rc.score_heads)
+      elif counts is not None and rc.method == "tome":  # the image alone
+        (image, i_size, source), _, _ = reduce_sequence(
             rc, counts, Tokens(image, i_size, source),
-            keys=cross_aux["keys"], text_len=0, predictor=predictor,
-            policy=policy, gumbel_rng=lambda: self.make_rng("gumbel"),
-            train=train)
-        if kept is not None:
-          keep_fractions.append(kept)
+            keys=cross_aux["keys"], text_len=0)
+      text = text_layer.feed_forward(
+          x, unit_gate=gate_row(gates, "fusion_text", "units", i),
+          deterministic=det)
+      # METER's image side reads the block's input text; PuMer's the text
+      # side's output (`fusion_order`).
+      context, context_size = ((text, x_size) if c.fusion_order == "text_first"
+                               else (block_text, block_size))
       y, i_self_aux, i_cross_aux = image_layer.attend(
           image, i_size, context, context_size, key_policy=policy,
           head_gate=gate_row(gates, "fusion_image", "heads", i),
@@ -216,9 +238,6 @@ class MeterModel(nn.Module):
           deterministic=det, need_probs=(probs, probs))
       attn["fusion_image_self"].append(i_self_aux["probs"])
       attn["fusion_image_cross"].append(i_cross_aux["probs"])
-      text = text_layer.feed_forward(
-          x, unit_gate=gate_row(gates, "fusion_text", "units", i),
-          deterministic=det)
       image = image_layer.feed_forward(
           y, unit_gate=gate_row(gates, "fusion_image", "units", i),
           deterministic=det)

@@ -14,6 +14,9 @@ from pumer_jax.models.layers import DTYPES, PrunedSizes, pruned_size
 from pumer_jax.reduce import ReduceConfig
 
 
+FUSION_ORDERS = ("parallel", "text_first")
+
+
 @dataclasses.dataclass(frozen=True)
 class MeterConfig:
   """METER's architecture, head and reducer; defaults are METER-CLIP16-RoBERTa.
@@ -24,7 +27,10 @@ class MeterConfig:
   co-attention blocks of width `hidden_size`). `image_size` sizes the
   position table; other inputs that are multiples of `patch_size` get the
   table resized bicubically. `input_size`, when set, pins the (H, W) a
-  compiled model expects.
+  compiled model expects. `fusion_order`: "parallel" (METER's: both sides
+  of a co-attention block read the block's input) or "text_first" (PuMer's
+  METER: the image side reads the text side's output, after its FFN and
+  any merge; PuMer's METER results were fine-tuned so).
   """
 
   # Image encoder (CLIP vision tower).
@@ -57,6 +63,7 @@ class MeterConfig:
   layer_norm_eps: float = 1e-12
   hidden_dropout_prob: float = 0.0
   attention_probs_dropout_prob: float = 0.0
+  fusion_order: str = "parallel"
   # Task.
   head: str = "vqa"
   num_labels: int = 3129
@@ -86,6 +93,11 @@ class MeterConfig:
       raise ValueError(
           f"max_position_embeddings={self.max_position_embeddings} leaves no "
           f"text positions after pad_token_id={self.pad_token_id}.")
+    if self.fusion_order not in FUSION_ORDERS:
+      raise ValueError(
+          f"fusion_order={self.fusion_order!r} must be one of "
+          f"{FUSION_ORDERS}: 'parallel' as METER, 'text_first' as PuMer's "
+          "METER.")
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
 
@@ -98,7 +110,8 @@ class MeterConfig:
     """The reducer's static token counts over the fusion blocks."""
     # ToMe merges the image stream only: it has no text tokens to count.
     text = 0 if self.reduce.method == "tome" else text_len
-    return self.reduce.schedule(self.num_fusion_layers, image_len, text)
+    return self.reduce.schedule(self.num_fusion_layers, image_len, text,
+                                arch="meter")
 
   @property
   def pooled_size(self) -> int:

@@ -2,7 +2,8 @@
 
 Text tokens and image patches share one sequence `[text; image]` through 12
 pre-LN blocks. Reducers act inside the blocks listed in `reduce.layers`,
-after the attention residual and before the MLP (DESIGN 4.3). Parameter
+after the attention residual and before the MLP (DESIGN 4.3); DynamicViT
+prunes before those blocks, as its reference code. Parameter
 names map one-to-one onto Hugging Face `ViltModel` (`pumer_jax.convert`);
 the config is `vilt_config.py`.
 """
@@ -126,6 +127,7 @@ class ViltLayer(nn.Module):
         dropout_rate=c.attention_probs_dropout_prob,
         prop_attn=c.reduce.prop_attn, dtype=dtype,
         head_dim=c.hidden_size // c.num_attention_heads,
+        official_softmax=c.reduce.official,
     )
     self.layernorm_after = layer_norm(c.layer_norm_eps, "layernorm_after",
                                       dtype)
@@ -209,25 +211,33 @@ class ViltModel(nn.Module):
     for i, layer in enumerate(self.layers):
       hidden_states.append(x)
       counts = schedule.at(i)
+      # DynamicViT prunes before the block (its reference's `pruning_loc`),
+      # PuMer and ToMe inside it, after the attention.
+      before = counts is not None and rc.method == "dynamicvit"
+      after = counts is not None and not before
+      if before:
+        predictor = self.keep_predictors[schedule.layers.index(i)]
+        (x, size, source), policy, kept = reduce_sequence(
+            rc, counts, Tokens(x, size, source), keys=None, text_len=lt,
+            predictor=predictor, policy=policy,
+            gumbel_rng=lambda: self.make_rng("gumbel"), train=train)
+        if kept is not None:
+          keep_fractions.append(kept)
+        lt, li = _modality_lengths(rc.method, counts, lt, li, train)
       # Probabilities only where PuMer scores with them or the caller asks:
       # elsewhere the fused attention kernel runs.
-      need_probs = output_attentions or (counts is not None
-                                         and rc.method == "pumer")
+      need_probs = output_attentions or (after and rc.method == "pumer")
       x, aux = layer.attend(x, size, key_policy=policy,
                             head_gate=gate_row(gates, "vilt", "heads", i),
                             deterministic=deterministic,
                             need_probs=need_probs)
       attentions.append(aux["probs"])
-      if counts is not None:
-        predictor = (self.keep_predictors[schedule.layers.index(i)]
-                     if rc.method == "dynamicvit" else None)
-        (x, size, source), policy, kept = reduce_sequence(
+      if after:
+        # The reference scores with the probabilities after dropout.
+        probs = aux["dropped_probs"] if rc.official else aux["probs"]
+        (x, size, source), policy, _ = reduce_sequence(
             rc, counts, Tokens(x, size, source), keys=aux["keys"],
-            probs=aux["probs"], text_len=lt, predictor=predictor,
-            policy=policy, gumbel_rng=lambda: self.make_rng("gumbel"),
-            train=train)
-        if kept is not None:
-          keep_fractions.append(kept)
+            probs=probs, text_len=lt, policy=policy, train=train)
         lt, li = _modality_lengths(rc.method, counts, lt, li, train)
       x = layer.feed_forward(x, unit_gate=gate_row(gates, "vilt", "units", i),
                              deterministic=deterministic)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pumer_jax.reduce.schedule import METHODS, ReductionSchedule
+from pumer_jax.reduce.official import SCORE_HEADS
+from pumer_jax.reduce.schedule import METHODS, SEMANTICS, ReductionSchedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,19 @@ class ReduceConfig:
       merge (PuMer's reference code) instead of raising.
     smres_size: (H, W) input resolution for "smres".
     gumbel_temperature: DynamicViT's Gumbel-softmax temperature.
+    semantics: how PuMer reduces. "official" (the default) runs PuMer's
+      reference code: its masked softmax with fractional text masks and no
+      proportional attention, the image CLS token prunable, prune scores
+      summed over every text row (padding too), plain-mean merges on the
+      raw key cosine, no reduction at a layer whose prune count rounds to
+      0, merge counts clamped (`reduce/official.py`). There `prop_attn`,
+      `protect_cls` and `clamp_merge` do not apply. "sized" is this
+      project's variant: ToMe's size tracking and proportional attention,
+      size-weighted merges, padding never matched with real tokens, the
+      CLS token kept, scores from the real text rows only.
+    score_heads: which heads score image tokens for PuMer's pruning:
+      "mean" (the reference's `sim_method="mh"`) or "first" (head 0,
+      `"first_head"`, the reference's ViLT VQA default).
   """
 
   method: str = "none"
@@ -44,12 +58,28 @@ class ReduceConfig:
   clamp_merge: bool = False
   smres_size: tuple[int, int] | None = None
   gumbel_temperature: float = 1.0
+  semantics: str = "official"
+  score_heads: str = "mean"
 
   def __post_init__(self):
     if self.method not in METHODS:
       raise ValueError(
           f"reduce.method={self.method!r} is not a method; use one of "
           f"{METHODS}.")
+    if self.semantics not in SEMANTICS:
+      raise ValueError(
+          f"reduce.semantics={self.semantics!r} must be one of {SEMANTICS}: "
+          "'official' runs PuMer's reference code, 'sized' this project's "
+          "size-tracking variant.")
+    if self.score_heads not in SCORE_HEADS:
+      raise ValueError(
+          f"reduce.score_heads={self.score_heads!r} must be one of "
+          f"{SCORE_HEADS} (PuMer's sim_method mh / first_head).")
+
+  @property
+  def official(self) -> bool:
+    """PuMer under its reference code's semantics (see `semantics`)."""
+    return self.method == "pumer" and self.semantics == "official"
 
   @classmethod
   def from_mapping(cls, mapping: Any) -> "ReduceConfig":
@@ -73,7 +103,7 @@ class ReduceConfig:
     return dataclasses.replace(self, **changes)
 
   def schedule(
-      self, depth: int, image_len: int, text_len: int
+      self, depth: int, image_len: int, text_len: int, arch: str = "vilt"
   ) -> ReductionSchedule:
     return ReductionSchedule.build(
         self.method,
@@ -90,4 +120,6 @@ class ReduceConfig:
         keep_ratios=self.keep_ratios,
         protect_cls=self.protect_cls,
         clamp_merge=self.clamp_merge,
+        semantics=self.semantics,
+        arch=arch,
     )

@@ -101,6 +101,29 @@ def match_scores(
   return scores
 
 
+def bipartite_matching(scores: jax.Array, r: int):
+  """ToMe's matching on A->B scores: which `r` A tokens go where.
+
+  Each A token picks its best B token; the `r` A tokens with the best
+  picks are merged (ties: the earlier A token first).
+
+  Args:
+    scores: [B, Na, Nb] float32.
+    r: Python int, tokens to merge.
+
+  Returns:
+    `(src_idx [B, r], dst_idx [B, r], unm_idx [B, Na - r])`: the merged A
+    slots, their B partners, and the unmerged A slots in original order.
+  """
+  best_score = scores.max(axis=-1)  # [B, Na]
+  best_dst = scores.argmax(axis=-1)  # [B, Na]
+  order = jnp.argsort(-best_score, axis=-1, stable=True)  # [B, Na]
+  src_idx = order[:, :r]  # [B, r]
+  unm_idx = jnp.sort(order[:, r:], axis=-1)  # [B, Na - r], original order
+  dst_idx = jnp.take_along_axis(best_dst, src_idx, axis=-1)  # [B, r]
+  return src_idx, dst_idx, unm_idx
+
+
 def bipartite_merge(
     x: jax.Array,
     metric: jax.Array,
@@ -151,14 +174,8 @@ def bipartite_merge(
   if r == 0:
     return (x, size) if source is None else (x, size, source)
   form = scatter or DEFAULT_SCATTER.get(jax.default_backend(), "at_add")
-
   scores = jax.lax.stop_gradient(match_scores(metric, size, protect_first))
-  best_score = scores.max(axis=-1)  # [B, Na]
-  best_dst = scores.argmax(axis=-1)  # [B, Na]
-  order = jnp.argsort(-best_score, axis=-1, stable=True)  # [B, Na]
-  src_idx = order[:, :r]  # [B, r]
-  unm_idx = jnp.sort(order[:, r:], axis=-1)  # [B, Na - r], original order
-  dst_idx = jnp.take_along_axis(best_dst, src_idx, axis=-1)  # [B, r]
+  src_idx, dst_idx, unm_idx = bipartite_matching(scores, r)
 
   size = size.astype(jnp.float32)
   xf = x.astype(jnp.float32)

@@ -60,23 +60,28 @@ def topk_keep(
 
 
 def text_image_scores(
-    text_to_image_attn: jax.Array, text_size: jax.Array
+    text_to_image_attn: jax.Array, text_size: jax.Array, heads: str = "mean"
 ) -> jax.Array:
   """Attention that the real text tokens pay to each image token.
 
-  Mean over heads and over text query rows with size > 0; padded text rows
-  do not vote (PuMer's reference code lets them).
+  Mean over heads (or head 0 alone, `heads="first"`) and over text query
+  rows with size > 0; padded text rows do not vote (PuMer's reference code
+  lets them: `official.text_image_scores_official`).
 
   Args:
     text_to_image_attn: [B, H, Lt, Li] attention probabilities.
     text_size: [B, Lt] text token sizes; 0 marks padding.
+    heads: "mean" or "first".
 
   Returns:
     [B, Li] scores.
   """
   text_to_image_attn = jnp.asarray(text_to_image_attn)
   real = (jnp.asarray(text_size) > 0).astype(jnp.float32)  # [B, Lt]
-  per_row = text_to_image_attn.astype(jnp.float32).mean(axis=1)  # [B, Lt, Li]
+  attn = text_to_image_attn.astype(jnp.float32)
+  if heads not in ("mean", "first"):
+    raise ValueError(f"heads={heads!r} must be 'mean' or 'first'.")
+  per_row = attn.mean(axis=1) if heads == "mean" else attn[:, 0]  # [B,Lt,Li]
   total = jnp.einsum("bt,bti->bi", real, per_row)
   return total / jnp.maximum(real.sum(axis=-1, keepdims=True), 1.0)
 
@@ -90,6 +95,7 @@ def text_informed_prune(
     *,
     protect_cls: bool = True,
     source: jax.Array | None = None,
+    heads: str = "mean",
 ):
   """PuMer's pruning: keeps the image tokens the text attends to most.
 
@@ -103,6 +109,7 @@ def text_informed_prune(
     keep: Python int, image tokens kept (CLS included).
     protect_cls: always keep the image CLS token.
     source: optional [B, Li, N0] source map.
+    heads: which heads score, "mean" or "first" (`text_image_scores`).
 
   Returns:
     `(x, size)` with `keep` image tokens, or `(x, size, source)`.
@@ -113,7 +120,7 @@ def text_informed_prune(
         f"text_to_image_attn has {text_to_image_attn.shape[-1]} image "
         f"columns but x has {x.shape[1]} image tokens."
     )
-  scores = text_image_scores(text_to_image_attn, text_size)
+  scores = text_image_scores(text_to_image_attn, text_size, heads)
   return topk_keep(
       x, size, scores, keep, protect_first=protect_cls, source=source
   )

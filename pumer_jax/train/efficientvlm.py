@@ -52,7 +52,7 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
   sparsity against the ramped target, with masks sampled from the gates.
   """
   distill, prune = config.distill, config.prune
-  task = task_term(config.task)
+  task = task_term(config.task, config.loss.vqa_reduction)
   maps = dict(output_attentions=distill.attn > 0,
               output_hidden_states=distill.hidden > 0)
 

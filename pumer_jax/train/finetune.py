@@ -15,6 +15,7 @@ tests can run one step without the loop.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -69,9 +70,15 @@ def build_model(config: ml_collections.ConfigDict):
 # ---------------------------------------------------------------------------
 
 
-def task_term(task: str):
-  """The task's loss on the model's logits."""
+def task_term(task: str, vqa_reduction: str = "sum"):
+  """The task's loss on the model's logits (`loss.vqa_reduction`: VQA's
+  BCE summed or averaged over answers, see `losses.vqa_bce`)."""
   task_loss = losses.TASK_LOSSES[task]
+  if vqa_reduction not in losses.VQA_REDUCTIONS:
+    raise ValueError(f"loss.vqa_reduction={vqa_reduction!r} must be one of "
+                     f"{losses.VQA_REDUCTIONS}.")
+  if task == "vqa":
+    task_loss = functools.partial(task_loss, reduction=vqa_reduction)
   label_key = "labels" if task == "vqa" else "label"
   return lambda out, batch: task_loss(out["logits"], batch[label_key])
 
@@ -101,7 +108,7 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
         "efficientvlm.py); a reducer changes the token counts, so fine-"
         "tuning distils logits (distill.logits) and pooled features "
         "(distill.hidden). Set distill.attn=0.")
-  task = task_term(config.task)
+  task = task_term(config.task, config.loss.vqa_reduction)
 
   def loss_fn(params, gates, batch, teacher_params, rng, step):
     del gates, step  # fine-tuning has neither gates nor a step schedule

@@ -11,12 +11,24 @@ import jax.numpy as jnp
 import optax
 
 
-def vqa_bce(logits: jax.Array, soft_labels: jax.Array) -> jax.Array:
-  """ViLT's VQA loss: BCE on soft scores, summed over answers.
+VQA_REDUCTIONS = ("sum", "mean")
 
-  (ViLT averages over answers and multiplies by their number: the same.)
+
+def vqa_bce(logits: jax.Array, soft_labels: jax.Array,
+            reduction: str = "sum") -> jax.Array:
+  """VQA's loss: BCE on soft scores, over answers by `reduction`.
+
+  "sum" is ViLT's and METER's (they average over answers and multiply by
+  their number: the same); "mean" is PuMer's code (BCE averaged over batch
+  x answers), 1/num_answers of it, which weighs the task loss against the
+  distillation terms as PuMer's results were trained.
   """
+  if reduction not in VQA_REDUCTIONS:
+    raise ValueError(f"loss.vqa_reduction={reduction!r} must be one of "
+                     f"{VQA_REDUCTIONS}.")
   per_answer = optax.sigmoid_binary_cross_entropy(logits, soft_labels)
+  if reduction == "mean":
+    return per_answer.mean(axis=-1)  # [B]
   return per_answer.sum(axis=-1)  # [B]
 
 
