@@ -19,9 +19,10 @@ import torch
 from pumer_jax.configs.base import base_config
 from pumer_jax.convert import fit_to_model, load_state_dict
 from pumer_jax.data import loaders, pipeline, shapes_vqa, vqa_v2
-from pumer_jax.models import ReduceConfig, Vilt, ViltConfig, saved
+from pumer_jax.models import MeterConfig, ReduceConfig, Vilt, ViltConfig, saved
 from pumer_jax.models.vilt import example_inputs
 from pumer_jax.reduce import ReductionSchedule, bipartite_merge, topk_keep
+from pumer_jax.train.finetune import task_term
 from train_fixtures import tiny_config
 
 CONFIG = ViltConfig(vocab_size=30, hidden_size=32, num_hidden_layers=2,
@@ -164,6 +165,23 @@ CASES = {
         ValueError, "layers"),
     "unknown reducer": (lambda c: ReduceConfig(method="pumr"), ValueError,
                         "is not a method"),
+    "unknown PuMer semantics": (
+        lambda c: ReduceConfig(method="pumer", semantics="paper"),
+        ValueError, "'official' runs PuMer's reference code"),
+    "unknown score heads": (
+        lambda c: ReduceConfig(method="pumer", score_heads="max"),
+        ValueError, r"score_heads='max' must be one of \('mean', 'first'\)"),
+    "unknown METER fusion order": (
+        lambda c: MeterConfig(fusion_order="image_first"),
+        ValueError, "fusion_order='image_first' must be one of"),
+    "unknown VQA loss reduction": (
+        lambda c: task_term("vqa", "max"),
+        ValueError, "loss.vqa_reduction='max' must be one of"),
+    "DynamicViT keeping no patch": (
+        lambda c: ReductionSchedule.build("dynamicvit", depth=2, image_len=5,
+                                          text_len=6, layers=(1,),
+                                          keep_ratios=(0.2,)),
+        ValueError, "keeps int.* = 0 image patches"),
     "misspelt reducer key": (
         lambda c: ReduceConfig.from_mapping({"prune_ration": 0.1}),
         ValueError, "unknown keys"),
