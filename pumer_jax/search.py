@@ -1,0 +1,196 @@
+r"""`python -m pumer_jax.search`: a reducer's most accurate schedule under a FLOP budget.
+
+  python -m pumer_jax.search --model_dir checkpoints/vilt_shapes --method pumer \
+      --flop_ratio 0.5 [--config configs/vilt_shapes.py:pretrain] [--split validation]
+
+Enumerates the method's settings (PuMer: reduce layers and p, m, t; ToMe:
+layers and a constant r; SmRes: the input resolution), measures each
+schedule's FLOP ratio from the compiled program's `cost_analysis()` (cached
+by schedule: settings that give the same token counts compile once),
+keeps those within the budget, evaluates the `--top` most expensive of them
+off the shelf on the split, and prints the best few (JSON with `--out`).
+A budget below every schedule's cost is an error that names the cheapest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import pathlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from pumer_jax.bench.measure import compiled_flops
+from pumer_jax.configs.base import load_config
+from pumer_jax.data import loaders
+from pumer_jax.models import ViltConfig, saved
+from pumer_jax.models.inputs import model_inputs
+from pumer_jax.reduce import ReduceConfig
+
+SEARCHABLE = ("pumer", "tome", "smres")
+PRUNE_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+MERGE_RATIOS = (0.1, 0.2, 0.3)
+TEXT_MERGE_RATIOS = (0.0, 0.2)
+# Only settings whose token-count proxy lies this close to the budget are
+# compiled (the proxy ignores the quadratic attention and the fixed cost of
+# the embeddings and head, so it misses the compiled ratio by a few points).
+PROXY_WINDOW = (-0.15, 0.10)
+
+
+def _depth(config) -> int:
+  return (config.num_hidden_layers if isinstance(config, ViltConfig)
+          else config.num_fusion_layers)
+
+
+def candidates(method: str, config) -> list[ReduceConfig]:
+  """Every setting the search tries for `method` on a model `config`."""
+  if method not in SEARCHABLE:
+    raise ValueError(f"--method {method!r} is not searchable; use one of "
+                     f"{SEARCHABLE} (DynamicViT's keep ratios need training).")
+  depth = _depth(config)
+  if method == "pumer":
+    # Runs of consecutive layers that leave the last layer unreduced.
+    runs = [tuple(range(a, b)) for a in range(depth - 1)
+            for b in range(a + 1, depth)]
+    return [ReduceConfig(method="pumer", layers=layers, prune_ratio=p,
+                         image_merge_ratio=m, text_merge_ratio=t)
+            for layers, p, m, t in itertools.product(
+                runs, PRUNE_RATIOS, MERGE_RATIOS, TEXT_MERGE_RATIOS)]
+  if method == "tome":
+    starts = range(depth)
+    return [ReduceConfig(method="tome", layers=tuple(range(s, depth)),
+                         tome_r=r)
+            for s in starts for r in range(1, 33)]
+  if method == "smres":
+    full = config.input_size or (config.image_size, config.image_size)
+    step = config.patch_size
+    return [ReduceConfig(method="smres", smres_size=(h, h * full[1] // full[0]))
+            for h in range(full[0] - step, step - 1, -step)
+            if (h * full[1] // full[0]) % step == 0]
+
+
+def _cost_key(reduce: ReduceConfig, config, batch) -> tuple[Any, float]:
+  """(what the compiled program depends on, the token-count FLOP proxy):
+  settings with the same token counts compile to the same program."""
+  image = (config.image_size // config.patch_size) ** 2 + 1
+  text = batch["input_ids"].shape[1]
+  if reduce.method == "smres":
+    h, w = reduce.smres_size
+    small = (h // config.patch_size) * (w // config.patch_size) + 1
+    return ("smres", reduce.smres_size), (small + text) / (image + text)
+  try:
+    schedule = dataclasses.replace(config, reduce=reduce).schedule(
+        image, batch["input_ids"].shape[1])
+  except ValueError:
+    return None, 1.0  # a count the method refuses (merging past the cap)
+  return (reduce.method, schedule.steps), schedule.flops_proxy()
+
+
+def search(model_dir, make_batches: Callable[[], Iterable[dict]],
+           method: str, flop_ratio: float, *,
+           options: list[ReduceConfig] | None = None, top: int = 8,
+           progress: bool = True) -> list[dict]:
+  """The `top` most expensive schedules within `flop_ratio`, evaluated.
+
+  `options` replaces the method's default settings (`candidates`).
+  Returns rows sorted by accuracy (then by lower FLOP ratio), each with
+  the setting, its compiled FLOP ratio and its mean VQA score / accuracy.
+  """
+  if not 0.0 < flop_ratio <= 1.0:
+    raise ValueError(f"--flop_ratio={flop_ratio} must be in (0, 1].")
+  base, variables = saved.load_model(model_dir)
+  params = variables["params"]
+  batch = next(iter(make_batches()))
+  cost_cache: dict[Any, float] = {}
+
+  def flops(reduce: ReduceConfig) -> float:
+    model = type(base)(dataclasses.replace(base.config, reduce=reduce))
+    forward = jax.jit(lambda p, b: model.apply({"params": p},
+                                               **model_inputs(b))["logits"])
+    return compiled_flops(forward.lower(params, batch).compile())
+
+  full = flops(ReduceConfig())
+  options = options or candidates(method, base.config)
+  priced = []
+  keyed = [(*_cost_key(r, base.config, batch), r) for r in options]
+  keyed = [k for k in keyed if k[0] is not None]
+  near = [k for k in keyed if PROXY_WINDOW[0] <= k[1] - flop_ratio
+          <= PROXY_WINDOW[1]]
+  for key, _, reduce in tqdm(near or keyed, desc=f"{method}: FLOPs",
+                             disable=not progress):
+    if key not in cost_cache:
+      cost_cache[key] = flops(reduce) / full
+    priced.append((cost_cache[key], key, reduce))
+  if not priced:
+    raise ValueError(f"no {method} setting is valid for this model.")
+  cheapest = min(p[0] for p in priced)
+  if cheapest > flop_ratio:
+    raise ValueError(
+        f"no {method} schedule reaches a FLOP ratio of {flop_ratio}: the "
+        f"cheapest tried costs {cheapest:.3f} of the unreduced model.")
+  # One setting per distinct schedule, the most expensive within budget.
+  within = {}
+  for ratio, key, reduce in sorted(priced, key=lambda p: -p[0]):
+    if ratio <= flop_ratio and key not in within:
+      within[key] = (ratio, reduce)
+  chosen = sorted(within.values(), key=lambda p: -p[0])[:top]
+  rows = []
+  for ratio, reduce in tqdm(chosen, desc=f"{method}: accuracy",
+                            disable=not progress):
+    rows.append(dict(reduce=dataclasses.asdict(reduce), flop_ratio=ratio,
+                     score=accuracy(model_dir, reduce, make_batches)))
+  return sorted(rows, key=lambda r: (-r["score"], r["flop_ratio"]))
+
+
+def accuracy(model_dir, reduce: ReduceConfig,
+             make_batches: Callable[[], Iterable[dict]]) -> float:
+  """Mean VQA score (or accuracy) of the model under `reduce`."""
+  model, variables = saved.load_model(model_dir, reduce=reduce)
+  forward = jax.jit(lambda p, b: model.apply({"params": p},
+                                             **model_inputs(b))["logits"])
+  total, count = 0.0, 0
+  for batch in make_batches():
+    answer = np.asarray(forward(variables["params"], batch)).argmax(-1)
+    valid = np.asarray(batch["valid"], bool)
+    if "labels" in batch:  # VQA: soft scores
+      got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
+    else:
+      got = (answer == batch["label"]).astype(np.float64)
+    total += float(got[valid].sum())
+    count += int(valid.sum())
+  return total / count
+
+
+def main(argv=None) -> list[dict]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model_dir", required=True)
+  parser.add_argument("--method", required=True, choices=SEARCHABLE)
+  parser.add_argument("--flop_ratio", type=float, required=True)
+  parser.add_argument("--config", default="configs/vilt_shapes.py:pretrain",
+                      help="the config file (and variant) of the model's data")
+  parser.add_argument("--split", default="validation")
+  parser.add_argument("--top", type=int, default=8,
+                      help="schedules nearest the budget to evaluate")
+  parser.add_argument("--out", default="", help="write the rows as JSON")
+  args = parser.parse_args(argv)
+  config = load_config(args.config)
+  rows = search(args.model_dir, loaders.eval_batches(config, args.split),
+                args.method, args.flop_ratio, top=args.top)
+  print(f"{'score':>7} {'FLOPs':>6}  setting")
+  for r in rows:
+    setting = {k: v for k, v in r["reduce"].items()
+               if v != getattr(ReduceConfig(), k) or k == "method"}
+    print(f"{100 * r['score']:6.1f}% {r['flop_ratio']:6.3f}  {setting}")
+  if args.out:
+    pathlib.Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+  return rows
+
+
+if __name__ == "__main__":
+  main()
