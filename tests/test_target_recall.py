@@ -53,3 +53,15 @@ def test_recall_and_background_share_by_hand():
   # A question naming no object has no recall.
   recall, share = recall_and_background(kept, np.zeros(16, bool), background)
   assert np.isnan(recall) and share == 0.5
+
+
+def test_source_picture_greys_pruned_patches():
+  from pumer_jax.visualize import PRUNED_GREY, source_picture
+  image = np.full((16, 16, 3), 255, np.uint8)  # 2x2 patches of 8
+  sources = np.zeros((2, 4))
+  sources[0, [0, 3]] = 1.0  # token 0 holds patches 0 and 3 (merged)
+  sources[1, 1] = 1.0  # token 1 holds patch 1; patch 2 was pruned
+  picture = source_picture(image, sources, 8)
+  np.testing.assert_allclose(picture[12, 4], 0.15 + 0.85 * PRUNED_GREY)
+  np.testing.assert_allclose(picture[0, 0], picture[12, 12])  # one token
+  assert not np.allclose(picture[0, 0], picture[0, 12])  # two tokens
