@@ -24,20 +24,21 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 
-from pumer_jax.bench.measure import compiled_flops
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
 from pumer_jax.evaluate.target_recall import recall_by_layer
+from pumer_jax.evaluate.tradeoff import (
+    RESAMPLES,
+    SEED,
+    bootstrap_ci,
+    question_scores,
+)
 from pumer_jax.models import saved
-from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig, ReductionSchedule
 
 TARGETS = (0.80, 0.65, 0.50)
 SEMANTICS = ("official", "sized")
-RESAMPLES = 1000
-SEED = 0
 # Candidate schedules: PuMer layers and one ratio for p, m and t.
 LAYER_SETS = ((1, 2), (0, 1, 2), (0, 1))
 RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 13))
@@ -69,31 +70,6 @@ def operating_point(depth: int, image_len: int, text_len: int,
   return dict(best[1], flops_proxy=best[2])
 
 
-def scores(model_dir, reduce: ReduceConfig, batches):
-  """Per-question VQA scores and the compiled FLOPs per example."""
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  forward = jax.jit(lambda p, b: model.apply({"params": p},
-                                             **model_inputs(b))["logits"])
-  out, flops = [], None
-  for batch in batches():
-    if flops is None:
-      compiled = forward.lower(variables["params"], batch).compile()
-      flops = compiled_flops(compiled) / batch["input_ids"].shape[0]
-    answer = np.asarray(forward(variables["params"], batch)).argmax(-1)
-    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
-    out.append(got[np.asarray(batch["valid"], bool)])
-  return np.concatenate(out), flops
-
-
-def bootstrap(values: np.ndarray, resamples: int = RESAMPLES,
-              seed: int = SEED) -> tuple[float, float]:
-  """95% percentile interval of the mean over resampled questions."""
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(values), size=(resamples, len(values)))
-  means = values[idx].mean(axis=1)
-  return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def train_command(args, run_dir, kw, semantics) -> list[str]:
   """train.py: the short distillation from the unreduced model."""
   flag = lambda k, v: f"--config.{k}={v}"
@@ -121,9 +97,9 @@ def main(config, args):
   image_len = (c.image_size // c.patch_size) ** 2 + 1
   text_len = config.data.text_len
   batches = loaders.eval_batches(config, "test")
-  full, full_flops = scores(model_dir, ReduceConfig(), batches)
+  full, full_flops, _ = question_scores(model_dir, ReduceConfig(), batches)
   rows = [dict(point="unreduced", semantics="-", trained=False,
-               vqa_score=float(full.mean()), ci95=bootstrap(full),
+               vqa_score=float(full.mean()), ci95=bootstrap_ci(full),
                flop_ratio=1.0, examples=int(len(full)))]
   for target in TARGETS:
     kw = operating_point(c.num_hidden_layers, image_len, text_len, target)
@@ -138,18 +114,18 @@ def main(config, args):
           if not (run / "model").exists():
             subprocess.run(train_command(args, run, kw, semantics), check=True)
           source = run / "model"
-        values, flops = scores(source, reduce, batches)
+        values, flops, _ = question_scores(source, reduce, batches)
         per[semantics] = values
         rows.append(dict(
             point=f"{target:.2f}", semantics=semantics, trained=trained,
             schedule=dict(kw), flops_proxy=proxy,
             flop_ratio=flops / full_flops, vqa_score=float(values.mean()),
-            ci95=bootstrap(values), examples=int(len(values)),
+            ci95=bootstrap_ci(values), examples=int(len(values)),
             per_layer=recall_by_layer(source, config, reduce, "test")))
       diff = per["official"] - per["sized"]
       rows.append(dict(point=f"{target:.2f}", semantics="official - sized",
                        trained=trained, vqa_score=float(diff.mean()),
-                       ci95=bootstrap(diff), examples=int(len(diff))))
+                       ci95=bootstrap_ci(diff), examples=int(len(diff))))
   report = dict(model_dir=str(model_dir), config=args.config_arg,
                 split="test", resamples=RESAMPLES, seed=SEED,
                 distill=dict(steps=args.steps, lr=args.lr) if args.train

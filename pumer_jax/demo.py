@@ -1,123 +1,235 @@
-"""`make demo`: the project's main job on the embedded dataset, on a CPU.
+"""`make demo`: the accuracy/cost trade-off of every reducer, on a laptop CPU.
 
-1. Generates `shapes_vqa` (once; no download).
-2. Trains a small ViLT unreduced (runs/demo/none).
-3. Trains it further with PuMer, distilled from the unreduced model and
-   starting from its weights (runs/demo/pumer).
-4. Evaluates the unreduced model under none / pumer / tome (reducers off
-   the shelf) and the PuMer-trained model under pumer, on the test split,
-   and prints one table next to two references: the majority answer and
-   the best answer per exact question (what the text alone can reach).
+Starts from the shipped `checkpoints/vilt_shapes` (a tiny ViLT that reads
+the image) on the embedded `shapes_vqa` dataset:
 
-Re-running resumes the finished runs (nothing is retrained or overwritten)
-and re-evaluates. Runs live under --root (default runs/demo).
+1. Generates the dataset (once; no download).
+2. Searches each off-the-shelf reducer's settings (PuMer, ToMe, SmRes) on
+   the validation split for three operating points, compiled FLOP ratios
+   of at most 0.80, 0.65 and 0.50 of the unreduced model (`search.py`).
+3. Fine-tunes PuMer, ToMe and DynamicViT at the 0.50 point for a short
+   schedule, each distilled from the unreduced model.
+4. Evaluates everything on the test split: VQA score with a 95% bootstrap
+   interval, compiled FLOP ratio, speedup (all timed in this process),
+   tokens per layer, and target recall / background share per reduction
+   layer (`evaluate/target_recall.py`).
+5. Prints the table and writes --root/demo_results.json, the Pareto plot
+   (pareto.png) and the picture of what each reducer keeps
+   (reductions.png).
+
+Re-running resumes: finished searches and trained runs are reused.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import importlib.util
+import dataclasses
 import json
 import pathlib
 import time
 
+import jax
 from absl import logging
 
-from pumer_jax.data import shapes_vqa
-from pumer_jax.evaluate import runner
+from pumer_jax import search, visualize
+from pumer_jax.configs.base import load_config
+from pumer_jax.data import loaders
+from pumer_jax.evaluate import report, text_only, tradeoff
+from pumer_jax.reduce import ReduceConfig, ReductionSchedule
 from pumer_jax.train import finetune
 
-CONFIG_FILE = pathlib.Path(__file__).parent.parent / "configs" / "vilt_shapes.py"
-DEMO_STEPS = {"none": 1200, "pumer": 200}
+ROOT = pathlib.Path(__file__).parent.parent
+CONFIG = str(ROOT / "configs" / "vilt_shapes.py") + ":pretrain"
+MODEL_DIR = ROOT / "checkpoints" / "vilt_shapes"
+TARGETS = (0.80, 0.65, 0.50)
+TRAIN_POINT = 0.50
+DEMO_TRAIN_EXAMPLES = 4000  # the first 4000 of the checkpoint's train split
+DISTILL = dict(total_steps=100, lr=1e-4, warmup_steps=10)
+SEARCHED = ("pumer", "tome", "smres")
+DYNAMICVIT_RATIOS = ((0.7, 0.35), (0.6, 0.3), (0.5, 0.25), (0.4, 0.2),
+                     (0.3, 0.15))
 
 
-def load_config(variant: str):
-  spec = importlib.util.spec_from_file_location("vilt_shapes", CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+def demo_config(root: pathlib.Path):
+  config = load_config(CONFIG)
+  config.unlock()
+  config.data.data_dir = str(root / "data")
+  config.data.builder_config.num_train = DEMO_TRAIN_EXAMPLES
+  config.progress = False
+  config.lock()
+  return config
 
 
-def text_only_references(config) -> dict[str, float]:
-  """Majority answer, and the best answer per exact question (train -> test).
-
-  Computed from the generator (a pure function of seed and index), the
-  same questions the TFDS splits hold.
-  """
-  b = config.data.builder_config
-  by_question = collections.defaultdict(collections.Counter)
-  overall = collections.Counter()
-  for i in range(b.num_train):
-    _, q = shapes_vqa.generate_example(0, i, "train", image_size=b.image_size)
-    by_question[q.text][q.answer] += 1
-    overall[q.answer] += 1
-  majority = overall.most_common(1)[0][0]
-  test = [shapes_vqa.generate_example(0, i, "test", image_size=b.image_size)[1]
-          for i in range(b.num_test)]
-  best = lambda q: (by_question[q.text].most_common(1)[0][0]
-                    if by_question[q.text] else majority)
+def search_options(depth: int) -> dict[str, list[ReduceConfig] | None]:
+  """The demo's search grids (smaller than `search.candidates`' defaults)."""
+  runs = [tuple(range(a, depth - 1)) for a in range(depth - 2)]
+  runs += [tuple(range(depth - 2))]
   return {
-      "majority answer": sum(q.answer == majority for q in test) / len(test),
-      "best answer per question (text only)":
-          sum(q.answer == best(q) for q in test) / len(test),
+      "pumer": [ReduceConfig(method="pumer", layers=layers, prune_ratio=p,
+                             image_merge_ratio=m, text_merge_ratio=0.2)
+                for layers in runs for p in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+                for m in (0.1, 0.2, 0.3)],
+      "tome": [ReduceConfig(method="tome", layers=tuple(range(a, depth)),
+                            tome_r=r)
+               for a in (0, 1) for r in range(1, 25)],
+      "smres": None,  # search.candidates: every patch-multiple resolution
   }
+
+
+def operating_points(config, model_dir, root) -> dict[str, dict]:
+  """{"method@target": best row} from the search on validation (cached)."""
+  path = root / "operating_points.json"
+  points = json.loads(path.read_text()) if path.exists() else {}
+  batches = loaders.eval_batches(config, "validation")
+  options = search_options(
+      finetune.build_model_config(config).num_hidden_layers)
+  costs = {}  # shared: each schedule is costed once for all targets
+  for method in SEARCHED:
+    for target in TARGETS:
+      key = f"{method}@{target:.2f}"
+      if key in points:
+        continue
+      try:
+        rows = search.search(model_dir, batches, method, target, top=2,
+                             options=options[method], progress=False,
+                             cost_cache=costs)
+        points[key] = rows[0]
+      except ValueError as error:  # no setting reaches the budget
+        points[key] = {"error": str(error)}
+      path.write_text(json.dumps(points, indent=2) + "\n")
+      best = points[key]
+      print(f"[demo]   {key}: " + (best["error"] if "error" in best else
+                                    f"val {100 * best['score']:.1f}% at "
+                                    f"FLOP ratio {best['flop_ratio']:.3f}"))
+  return points
+
+
+def dynamicvit_setting(config, pumer: ReduceConfig) -> ReduceConfig:
+  """DynamicViT before layers 1 and 2, keep ratios from a small grid: those
+  whose token proxy is nearest the PuMer setting's at the training point."""
+  c = finetune.build_model_config(config)
+  image = (c.image_size // c.patch_size) ** 2 + 1
+  text = config.data.text_len
+  proxy = lambda r: ReductionSchedule.build(
+      r.method, depth=c.num_hidden_layers, image_len=image, text_len=text,
+      layers=r.layers, prune_ratio=r.prune_ratio,
+      image_merge_ratio=r.image_merge_ratio, keep_ratios=r.keep_ratios,
+      text_merge_ratio=r.text_merge_ratio, semantics=r.semantics
+  ).flops_proxy()
+  options = [ReduceConfig(method="dynamicvit", layers=(1, 2), keep_ratios=k)
+             for k in DYNAMICVIT_RATIOS]
+  return min(options, key=lambda r: abs(proxy(r) - proxy(pumer)))
+
+
+def train(config, model_dir, reduce: ReduceConfig, workdir) -> pathlib.Path:
+  """A short distillation from the unreduced model (resumes; skips if done)."""
+  if (workdir / "model").exists():
+    return workdir / "model"
+  c = config.copy_and_resolve_references()
+  c.unlock()
+  c.reduce = dataclasses.asdict(reduce)
+  c.init_from = str(model_dir)
+  c.distill.teacher = str(model_dir)
+  c.total_steps = DISTILL["total_steps"]
+  c.checkpoint_every = DISTILL["total_steps"]
+  c.optim.lr = DISTILL["lr"]
+  c.optim.warmup_steps = DISTILL["warmup_steps"]
+  c.lock()
+  finetune.train_and_evaluate(c, workdir)
+  return workdir / "model"
+
+
+def table(rows: list[dict], references: dict[str, float]) -> str:
+  lines = [f"{'method':<11}{'point':>6}{'trained':>8}{'VQA score':>10}"
+           f"{'95% CI':>15}{'FLOPs':>7}{'speedup':>8}  target recall "
+           "/ background share per layer"]
+  for r in rows:
+    recall = " ".join(f"{100 * l['target_recall']:.0f}/"
+                      f"{100 * l['background_share']:.0f}"
+                      for l in r.get("per_layer", []))
+    lo, hi = r["ci95"]
+    lines.append(
+        f"{r['method']:<11}{r['point']:>6}{'yes' if r['trained'] else '':>8}"
+        f"{100 * r['vqa_score']:>9.1f}%{f'[{100 * lo:.1f}, {100 * hi:.1f}]':>15}"
+        f"{r['flop_ratio']:>7.3f}{r['speedup']:>7.2f}x  {recall}")
+  for name, value in references.items():
+    lines.append(f"{name:<45}{100 * value:>6.1f}%")
+  return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--root", default="runs/demo")
+  parser.add_argument("--model_dir", default=str(MODEL_DIR))
   args = parser.parse_args(argv)
-  root = pathlib.Path(args.root)
-
+  root, model_dir = pathlib.Path(args.root), pathlib.Path(args.model_dir)
   logging.set_verbosity(logging.WARNING)
-
   start = time.perf_counter()
-  teacher = load_config("method=none")
-  teacher.unlock()
-  teacher.total_steps = DEMO_STEPS["none"]
-  teacher.data.data_dir = str(root / "data")
-  teacher.lock()
-  print(f"[demo] 1/3 unreduced ViLT, {teacher.total_steps} steps -> "
-        f"{root / 'none'}")
-  finetune.train_and_evaluate(teacher, root / "none")
+  config = demo_config(root)
 
-  student = load_config("method=pumer")
-  student.unlock()
-  student.total_steps = DEMO_STEPS["pumer"]
-  student.data.data_dir = str(root / "data")
-  student.optim.lr = 3e-4
-  student.optim.warmup_steps = 20
-  student.init_from = str(root / "none" / "model")
-  student.distill.teacher = str(root / "none" / "model")
-  student.lock()
-  print(f"[demo] 2/3 PuMer, distilled from it, {student.total_steps} steps -> "
-        f"{root / 'pumer'}")
-  finetune.train_and_evaluate(student, root / "pumer")
+  print(f"[demo] 1/5 shapes_vqa -> {root / 'data'}")
+  builder = loaders.prepared_builder(config)
+  print("[demo] 2/5 searching operating points on the validation split")
+  points = operating_points(config, model_dir, root)
+  settings = {}  # name -> (model dir, reduce, method, point, trained)
+  settings["none"] = (model_dir, ReduceConfig(), "none", "1.00", False)
+  for key, best in points.items():
+    if "error" not in best:
+      method, point = key.split("@")
+      settings[key] = (model_dir, ReduceConfig.from_mapping(best["reduce"]),
+                       method, point, False)
 
-  print("[demo] 3/3 evaluating on the test split")
-  off_the_shelf = runner.main(teacher, root / "none")
-  trained = runner.main(student, root / "pumer")
-  references = text_only_references(teacher)
+  print(f"[demo] 3/5 distilling at the {TRAIN_POINT:.2f} point, "
+        f"{DISTILL['total_steps']} steps each")
+  point = f"{TRAIN_POINT:.2f}"
+  pumer = settings[f"pumer@{point}"][1]
+  for method, reduce in (("pumer", pumer),
+                         ("tome", settings[f"tome@{point}"][1]),
+                         ("dynamicvit", dynamicvit_setting(config, pumer))):
+    trained = train(config, model_dir, reduce, root / f"trained_{method}")
+    settings[f"{method}@{point}+trained"] = (trained, reduce, method, point,
+                                             True)
 
-  rows = [("unreduced model, " + r["method"], r)
-          for r in off_the_shelf["results"]]
-  rows += [("PuMer-trained model, " + r["method"], r)
-           for r in trained["results"] if r["method"] == "pumer"]
-  lines = [f"{'':<34}{'VQA score':>10}{'FLOP ratio':>12}{'speedup':>9}"]
-  for name, r in rows:
-    lines.append(f"{name:<34}{100 * r['value']:>9.1f}%{r['flop_ratio']:>12.3f}"
-                 f"{r['speedup']:>8.2f}x")
-  for name, value in references.items():
-    lines.append(f"{name:<34}{100 * value:>9.1f}%")
-  table = "\n".join(lines)
-  print("\n" + table)
-  minutes = (time.perf_counter() - start) / 60
-  summary = {"rows": [{"model": n, **r} for n, r in rows],
-             "references": references, "minutes": minutes}
+  print("[demo] 4/5 evaluating on the test split")
+  batches = loaders.eval_batches(config, "test")
+  rows = []
+  for name, (source, reduce, method, pt, trained) in settings.items():
+    row = tradeoff.evaluate_setting(source, config, reduce, batches, "test")
+    rows.append(dict(name=name, method=method, point=pt, trained=trained,
+                     reduce=dataclasses.asdict(reduce), **row))
+  measured = tradeoff.measure_cost_and_speed(
+      {n: (s[0], s[1]) for n, s in settings.items()}, next(iter(batches())))
+  for row in rows:
+    row.update(measured[row["name"]])
+    row["flop_ratio"] = (row["flops_per_example"]
+                         / measured["none"]["flops_per_example"])
+    row["speedup"] = (row["examples_per_s"]
+                      / measured["none"]["examples_per_s"])
+  references = text_only.text_only_scores(
+      builder.as_data_source(split="train"),
+      builder.as_data_source(split="test"))
+
+  print("[demo] 5/5 table, plots")
+  print("\n" + table(rows, references))
+  summary = dict(model_dir=str(model_dir), config=CONFIG, split="test",
+                 device=str(jax.devices()[0].device_kind),
+                 resamples=tradeoff.RESAMPLES, distill=DISTILL, rows=rows,
+                 references=references,
+                 minutes=(time.perf_counter() - start) / 60)
   (root / "demo_results.json").write_text(json.dumps(summary, indent=2) + "\n")
-  print(f"\n[demo] done in {minutes:.1f} min; results in "
-        f"{root / 'demo_results.json'}")
+  report.plot_tradeoff(rows, root / "pareto.png",
+                       "shapes_vqa test split: VQA score vs cost "
+                       "(95% bootstrap CIs)")
+  shown = config.copy_and_resolve_references()
+  shown.unlock()
+  for method in ("pumer", "tome"):
+    shown.reducers[method] = dataclasses.asdict(settings[f"{method}@{point}"][1])
+  shown.lock()
+  visualize.draw(model_dir, shown, ["pumer", "tome"], 6,
+                 root / "reductions.png")
+  minutes = (time.perf_counter() - start) / 60
+  print(f"\n[demo] done in {minutes:.1f} min: {root / 'demo_results.json'}, "
+        f"{root / 'pareto.png'}, {root / 'reductions.png'}")
   return 0
 
 

@@ -1,10 +1,14 @@
-"""The evaluation report: a printed table and the JSON beside it."""
+"""The evaluation report: a printed table, the JSON beside it, and the
+accuracy/cost trade-off plot."""
 
 from __future__ import annotations
 
 import json
 import pathlib
 from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -21,3 +25,49 @@ def format_table(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], path: pathlib.Path) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def plot_tradeoff(rows: list[dict[str, Any]], path: pathlib.Path,
+                  title: str) -> pathlib.Path:
+  """Accuracy vs compiled FLOP ratio and vs measured speedup, one line per
+  method, 95% intervals as bars, trained points as filled stars.
+
+  Each row has `method`, `trained`, `vqa_score`, `ci95`, `flop_ratio` and
+  `speedup`; the unreduced row (method "none") starts every line.
+  """
+  fig = Figure(figsize=(10, 4.2))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 2)
+  base = next(r for r in rows if r["method"] == "none")
+  methods = sorted({r["method"] for r in rows} - {"none"})
+  colours = dict(zip(methods, ("tab:red", "tab:blue", "tab:green",
+                               "tab:purple", "tab:orange")))
+  for ax, x_key, label in ((axes[0], "flop_ratio", "compiled FLOP ratio"),
+                           (axes[1], "speedup", "measured speedup (x)")):
+    for method in methods:
+      for trained in (False, True):
+        pts = sorted((r for r in rows if r["method"] == method
+                      and r["trained"] == trained), key=lambda r: r[x_key])
+        if not pts:
+          continue
+        if not trained:
+          pts = [base] + pts
+        xs = [r[x_key] for r in pts]
+        ys = [100 * r["vqa_score"] for r in pts]
+        err = [[100 * (r["vqa_score"] - r["ci95"][0]) for r in pts],
+               [100 * (r["ci95"][1] - r["vqa_score"]) for r in pts]]
+        ax.errorbar(xs, ys, yerr=err, color=colours[method], capsize=3,
+                    marker="*" if trained else "o",
+                    markersize=11 if trained else 5,
+                    linestyle="none" if trained else "-",
+                    label=f"{method}{' (trained)' if trained else ''}")
+    ax.set_xlabel(label)
+    ax.set_ylabel("VQA score (%)")
+    ax.grid(alpha=0.3)
+  axes[0].invert_xaxis()  # cheaper to the right, as the speedup axis
+  axes[1].legend(fontsize=8)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110)
+  return path

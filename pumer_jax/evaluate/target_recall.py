@@ -17,7 +17,6 @@ object (an absent one, or a count of zero) have no recall.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -98,42 +97,79 @@ def example_masks(record: dict, image_size: int, patch_size: int
   return referent, ~coverage.any(axis=0)
 
 
-def recall_by_layer(model_dir, config, reduce: ReduceConfig,
-                    split: str = "test") -> list[dict]:
-  """Mean target recall and background share after each reduction layer.
+def layer_recalls(sources: tuple, batch: dict, records, image_size: int,
+                  patch_size: int, first_patch: int) -> list[list[tuple]]:
+  """Per reduction layer, `(recall, background share)` of each valid row.
 
-  The model runs once per prefix of `reduce.layers` with source tracking;
-  the final source map of the prefix ending at layer l is the one after
-  layer l's reduction. Returns one row per reduction layer.
+  Args:
+    sources: the model's `sources` output, one [B, N, N0] map per layer.
+    batch: the evaluated batch (its `example_id` indexes `records`).
+    records: the split's shapes_vqa records (objects, referents).
+    first_patch: the source column of the first image patch (ViLT: text
+      length + 1, past the image CLS; METER: 1).
   """
-  builder = loaders.prepared_builder(config)
-  records = builder.as_data_source(
-      split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  out = [[] for _ in sources]
+  for row in np.flatnonzero(batch["valid"]):
+    record = records[int(batch["example_id"][row])]
+    referent, background = example_masks(record, image_size, patch_size)
+    for layer, source in enumerate(sources):
+      out[layer].append(recall_and_background(
+          np.asarray(source[row])[:, first_patch:], referent, background))
+  return out
+
+
+def summarize(layers: tuple[int, ...], per_layer: list[list[tuple]]
+              ) -> list[dict]:
+  """Mean recall and background share per reduction layer (NaNs skipped)."""
   rows = []
-  for k in range(1, len(reduce.layers) + 1):
-    prefix = dataclasses.replace(reduce, layers=tuple(reduce.layers[:k]))
-    if reduce.method == "dynamicvit":
-      prefix = dataclasses.replace(prefix, keep_ratios=reduce.keep_ratios[:k])
-    model, variables = saved.load_model(model_dir, reduce=prefix)
-    c = model.config
-    forward = jax.jit(lambda p, b, model=model: model.apply(
-        {"params": p}, **model_inputs(b), track_source=True)["source"])
-    recalls, shares = [], []
-    for batch in loaders.eval_batches(config, split)():
-      source = np.asarray(forward(variables["params"], batch))
-      # ViLT's map covers [text; image]; METER's the image stream alone.
-      first_patch = 1 + (batch["input_ids"].shape[1]
-                         if isinstance(c, ViltConfig) else 0)
-      for row in np.flatnonzero(batch["valid"]):
-        record = records[int(batch["example_id"][row])]
-        referent, background = example_masks(record, c.image_size,
-                                             c.patch_size)
-        recall, share = recall_and_background(
-            source[row][:, first_patch:], referent, background)
-        recalls.append(recall)
-        shares.append(share)
-    rows.append(dict(layer=int(reduce.layers[k - 1]),
+  for layer, values in zip(layers, per_layer):
+    recalls = np.array([v[0] for v in values], np.float64)
+    shares = np.array([v[1] for v in values], np.float64)
+    rows.append(dict(layer=int(layer),
                      target_recall=float(np.nanmean(recalls)),
                      background_share=float(np.nanmean(shares)),
                      examples_with_referents=int(np.isfinite(recalls).sum())))
   return rows
+
+
+def recall_by_layer(model_dir, config, reduce: ReduceConfig,
+                    split: str = "test") -> list[dict]:
+  """Mean target recall and background share after each reduction layer
+  of the model in `model_dir` under `reduce`, over `split`."""
+  records = split_records(config, split)
+  model, variables = saved.load_model(model_dir, reduce=reduce)
+  c = model.config
+  forward = jax.jit(lambda p, b: model.apply(
+      {"params": p}, **model_inputs(b), track_source=True)["sources"])
+  per_layer, layers = None, ()
+  for batch in loaders.eval_batches(config, split)():
+    if per_layer is None:
+      layers = model_layers(c, batch["input_ids"].shape[1])
+      per_layer = [[] for _ in layers]
+    sources = forward(variables["params"], batch)
+    got = layer_recalls(sources, batch, records, c.image_size, c.patch_size,
+                        first_patch_column(c, batch))
+    for mine, theirs in zip(per_layer, got):
+      mine.extend(theirs)
+  return summarize(layers, per_layer)
+
+
+def split_records(config, split: str):
+  """The split's records without decoding images (objects, referents)."""
+  return loaders.prepared_builder(config).as_data_source(
+      split=split, decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def model_layers(config, text_len: int) -> tuple[int, ...]:
+  """The layers that reduce, as the model's schedule runs them (the `sources`
+  it returns): official PuMer skips a layer whose prune count rounds to 0,
+  ToMe with no layers named reduces in every layer."""
+  h, w = config.input_size or (config.image_size, config.image_size)
+  image_len = (h // config.patch_size) * (w // config.patch_size) + 1
+  return config.schedule(image_len, text_len).layers
+
+
+def first_patch_column(config, batch) -> int:
+  """ViLT's source map covers [text; image]; METER's the image alone."""
+  return 1 + (batch["input_ids"].shape[1]
+              if isinstance(config, ViltConfig) else 0)

@@ -179,6 +179,7 @@ class MeterModel(nn.Module):
     t_size = jnp.asarray(attention_mask, jnp.float32)  # [B, Lt]
     i_size = jnp.ones((batch, li), jnp.float32)  # [B, Li]
     source = init_source(batch, li) if track_source else None
+    sources = []  # the image stream's source map after each reduction
     policy = None  # DynamicViT's training-time keep mask over image tokens
     keep_fractions = []
     image_tokens, text_tokens = [li], [lt]
@@ -224,6 +225,8 @@ class MeterModel(nn.Module):
         (image, i_size, source), _, _ = reduce_sequence(
             rc, counts, Tokens(image, i_size, source),
             keys=cross_aux["keys"], text_len=0)
+      if counts is not None and track_source:
+        sources.append(source)
       text = text_layer.feed_forward(
           x, unit_gate=gate_row(gates, "fusion_text", "units", i),
           deterministic=det)
@@ -275,6 +278,7 @@ class MeterModel(nn.Module):
       out["keep_fractions"] = tuple(keep_fractions)
     if track_source:
       out["source"] = source
+      out["sources"] = tuple(sources)
       out["size"] = i_size
     return out
 
@@ -288,7 +292,8 @@ class Meter(nn.Module):
   NLVR2), `tokens`/`image_tokens`/`text_tokens` entering each fusion block
   and leaving the last, and on request `hidden_states`/`attentions` (dicts
   per module: vision, text, fusion_text, fusion_image; fusion attentions
-  split into self and cross) and the image stream's `source`/`size`.
+  split into self and cross) and the image stream's `source`/`size` (and
+  `sources`, its map after each reduction).
   `gates` (EfficientVLM, `compress/gates.py`) scale heads and FFN units;
   `debug_checks` as `Vilt`'s.
   """

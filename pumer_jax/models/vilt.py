@@ -203,6 +203,7 @@ class ViltModel(nn.Module):
     size = jnp.concatenate(
         [attention_mask.astype(jnp.float32), jnp.ones((batch, li))], axis=1)
     source = init_source(batch, lt + li) if track_source else None
+    sources = []  # the source map after each reduction layer
     policy = None  # DynamicViT's training-time keep mask over all tokens
     keep_fractions = []
     tokens, image_tokens, text_tokens = [lt + li], [li], [lt]
@@ -239,6 +240,8 @@ class ViltModel(nn.Module):
             rc, counts, Tokens(x, size, source), keys=aux["keys"],
             probs=probs, text_len=lt, policy=policy, train=train)
         lt, li = _modality_lengths(rc.method, counts, lt, li, train)
+      if counts is not None and track_source:
+        sources.append(source)
       x = layer.feed_forward(x, unit_gate=gate_row(gates, "vilt", "units", i),
                              deterministic=deterministic)
       # DynamicViT masks instead of dropping while training: shapes stay.
@@ -269,6 +272,7 @@ class ViltModel(nn.Module):
       out["keep_fractions"] = tuple(keep_fractions)
     if track_source:
       out["source"] = source
+      out["sources"] = tuple(sources)
       out["size"] = size
     return out
 
@@ -292,7 +296,8 @@ class Vilt(nn.Module):
   pixel_values=NHWC, train=False)` returns a dict with `logits` (absent for
   head 'none'), `pooled`, `tokens` (tokens entering each layer, then the
   output count), `image_tokens`/`text_tokens` (-1 where ToMe mixed them),
-  and on request `hidden_states`, `attentions`, `source`. NLVR2 takes
+  and on request `hidden_states`, `attentions`, `source` (and `sources`,
+  one map after each reduction layer). NLVR2 takes
   `pixel_values` of shape [B, num_images, H, W, C]. `gates` (EfficientVLM,
   `compress/gates.py`) scale each head's context and each FFN unit.
   Outside `jit` the input values are checked (`inputs.check_values`); inside,

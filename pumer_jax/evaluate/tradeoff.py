@@ -1,0 +1,119 @@
+"""Accuracy with intervals, compiled cost and measured speed of reducer settings.
+
+What a matched-cost comparison of reducers needs, per setting: the mean
+VQA score over test questions with a 95% bootstrap interval (resampling
+questions), the compiled FLOP ratio against the unreduced model, the tokens
+entering each layer, target recall per reduction layer, and the speedup,
+timed for every setting in one process (`measure_cost_and_speed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from pumer_jax.bench.measure import compiled_flops, time_jitted
+from pumer_jax.evaluate import target_recall
+from pumer_jax.models import saved
+from pumer_jax.models.inputs import model_inputs
+from pumer_jax.reduce import ReduceConfig
+
+RESAMPLES = 1000
+SEED = 0
+
+
+def bootstrap_ci(values: np.ndarray, resamples: int = RESAMPLES,
+                 seed: int = SEED) -> tuple[float, float]:
+  """95% percentile interval of the mean of `values` over resampled items.
+
+  Paired differences (two settings on the same questions) pass their
+  per-question difference.
+  """
+  values = np.asarray(values, np.float64)
+  rng = np.random.default_rng(seed)
+  idx = rng.integers(0, len(values), size=(resamples, len(values)))
+  means = values[idx].mean(axis=1)
+  return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _forward(model_dir, reduce: ReduceConfig):
+  model, variables = saved.load_model(model_dir, reduce=reduce)
+  fn = jax.jit(lambda p, b: model.apply({"params": p}, **model_inputs(b)))
+  return fn, variables["params"]
+
+
+def question_scores(model_dir, reduce: ReduceConfig,
+                    make_batches: Callable[[], Iterable[dict]]
+                    ) -> tuple[np.ndarray, float, list[int]]:
+  """(per-question VQA scores, compiled FLOPs per example, tokens entering
+  each layer) of the model in `model_dir` under `reduce`."""
+  fn, params = _forward(model_dir, reduce)
+  scores, flops, tokens = [], None, []
+  for batch in make_batches():
+    if flops is None:
+      compiled = fn.lower(params, batch).compile()
+      flops = compiled_flops(compiled) / batch["input_ids"].shape[0]
+    out = fn(params, batch)
+    answer = np.asarray(out["logits"]).argmax(-1)
+    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
+    scores.append(got[np.asarray(batch["valid"], bool)])
+    tokens = [int(t) for t in np.asarray(out["tokens"])]
+  return np.concatenate(scores), flops, tokens
+
+
+def evaluate_setting(model_dir, config, reduce: ReduceConfig,
+                     make_batches, split: str) -> dict[str, Any]:
+  """One row of a trade-off table: scores with their interval, tokens per
+  layer, and target recall per reduction layer, from one tracked pass
+  (cost and speed come from `measure_cost_and_speed`)."""
+  model, variables = saved.load_model(model_dir, reduce=reduce)
+  c = model.config
+  track = reduce.method in ("pumer", "tome", "dynamicvit")
+  fn = jax.jit(lambda p, b: model.apply({"params": p}, **model_inputs(b),
+                                        track_source=track))
+  records = target_recall.split_records(config, split) if track else None
+  layers, per_layer = (), []
+  scores, tokens = [], []
+  for batch in make_batches():
+    if track and not layers:
+      layers = target_recall.model_layers(c, batch["input_ids"].shape[1])
+      per_layer = [[] for _ in layers]
+    out = fn(variables["params"], batch)
+    answer = np.asarray(out["logits"]).argmax(-1)
+    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
+    scores.append(got[np.asarray(batch["valid"], bool)])
+    tokens = [int(t) for t in np.asarray(out["tokens"])]
+    if track:
+      got = target_recall.layer_recalls(
+          out["sources"], batch, records, c.image_size, c.patch_size,
+          target_recall.first_patch_column(c, batch))
+      for mine, theirs in zip(per_layer, got):
+        mine.extend(theirs)
+  scores = np.concatenate(scores)
+  row = dict(vqa_score=float(scores.mean()), ci95=bootstrap_ci(scores),
+             examples=int(len(scores)), tokens_per_layer=tokens)
+  if track:
+    row["per_layer"] = target_recall.summarize(layers, per_layer)
+  return row
+
+
+def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
+                           batch: dict, *, min_seconds: float = 2.0,
+                           repeats: int = 5) -> dict[str, dict[str, float]]:
+  """Compiled FLOPs and examples per second of every `name: (model_dir,
+  reduce)`, timed one after another in this process (ratios within one run
+  are what compare: absolute times drift on a shared machine). Median of
+  >= `repeats` calls and >= `min_seconds` of calls per setting."""
+  out = {}
+  size = batch["input_ids"].shape[0]
+  for name, (model_dir, reduce) in settings.items():
+    fn, params = _forward(model_dir, reduce)
+    compiled = fn.lower(params, batch).compile()
+    timing = time_jitted(compiled, params, batch, repeats=repeats, warmup=2,
+                         min_seconds=min_seconds)
+    out[name] = dict(flops_per_example=compiled_flops(compiled) / size,
+                     examples_per_s=size / timing.median_s)
+  return out
