@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import pathlib
 import time
@@ -35,7 +36,9 @@ from pumer_jax import search, visualize
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
 from pumer_jax.evaluate import report, text_only, tradeoff
-from pumer_jax.reduce import ReduceConfig, ReductionSchedule
+from pumer_jax.models import saved
+from pumer_jax.models.inputs import model_inputs
+from pumer_jax.reduce import ReduceConfig
 from pumer_jax.train import finetune
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -46,8 +49,9 @@ TRAIN_POINT = 0.50
 DEMO_TRAIN_EXAMPLES = 4000  # the first 4000 of the checkpoint's train split
 DISTILL = dict(total_steps=100, lr=1e-4, warmup_steps=10)
 SEARCHED = ("pumer", "tome", "smres")
+DYNAMICVIT_LAYERS = ((1, 2), (0, 1))
 DYNAMICVIT_RATIOS = ((0.7, 0.35), (0.6, 0.3), (0.5, 0.25), (0.4, 0.2),
-                     (0.3, 0.15))
+                     (0.3, 0.15), (0.2, 0.1))
 
 
 def demo_config(root: pathlib.Path):
@@ -104,21 +108,24 @@ def operating_points(config, model_dir, root) -> dict[str, dict]:
   return points
 
 
-def dynamicvit_setting(config, pumer: ReduceConfig) -> ReduceConfig:
-  """DynamicViT before layers 1 and 2, keep ratios from a small grid: those
-  whose token proxy is nearest the PuMer setting's at the training point."""
-  c = finetune.build_model_config(config)
-  image = (c.image_size // c.patch_size) ** 2 + 1
-  text = config.data.text_len
-  proxy = lambda r: ReductionSchedule.build(
-      r.method, depth=c.num_hidden_layers, image_len=image, text_len=text,
-      layers=r.layers, prune_ratio=r.prune_ratio,
-      image_merge_ratio=r.image_merge_ratio, keep_ratios=r.keep_ratios,
-      text_merge_ratio=r.text_merge_ratio, semantics=r.semantics
-  ).flops_proxy()
-  options = [ReduceConfig(method="dynamicvit", layers=(1, 2), keep_ratios=k)
-             for k in DYNAMICVIT_RATIOS]
-  return min(options, key=lambda r: abs(proxy(r) - proxy(pumer)))
+def dynamicvit_setting(config, model_dir, target: float) -> ReduceConfig:
+  """DynamicViT's layers and keep ratios from a small grid: those whose
+  FLOP ratio (XLA's cost analysis, predictors untrained) is nearest
+  `target`."""
+  base, variables = saved.load_model(model_dir)
+  probe = {k: v[:8] for k, v in
+           next(iter(loaders.eval_batches(config, "validation")())).items()}
+  full = search.lowered_flops(base, variables["params"], probe)
+
+  def ratio(reduce: ReduceConfig) -> float:
+    model = type(base)(dataclasses.replace(base.config, reduce=reduce))
+    params = jax.eval_shape(lambda: model.init(
+        jax.random.PRNGKey(0), **model_inputs(probe)))["params"]
+    return search.lowered_flops(model, params, probe) / full
+
+  options = [ReduceConfig(method="dynamicvit", layers=layers, keep_ratios=k)
+             for layers in DYNAMICVIT_LAYERS for k in DYNAMICVIT_RATIOS]
+  return min(options, key=lambda r: abs(ratio(r) - target))
 
 
 def train(config, model_dir, reduce: ReduceConfig, workdir) -> pathlib.Path:
@@ -185,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
   pumer = settings[f"pumer@{point}"][1]
   for method, reduce in (("pumer", pumer),
                          ("tome", settings[f"tome@{point}"][1]),
-                         ("dynamicvit", dynamicvit_setting(config, pumer))):
-    trained = train(config, model_dir, reduce, root / f"trained_{method}")
+                         ("dynamicvit", dynamicvit_setting(
+                             config, model_dir, TRAIN_POINT))):
+    # One workdir per setting: a changed setting trains anew, beside.
+    digest = hashlib.sha1(repr(reduce).encode()).hexdigest()[:8]
+    trained = train(config, model_dir, reduce,
+                    root / f"trained_{method}_{digest}")
     settings[f"{method}@{point}+trained"] = (trained, reduce, method, point,
                                              True)
 

@@ -93,6 +93,17 @@ def _cost_key(reduce: ReduceConfig, config, batch) -> tuple[Any, float]:
   return (reduce.method, schedule.steps), schedule.flops_proxy()
 
 
+def lowered_flops(model, params, batch: dict) -> float:
+  """FLOPs of `model` on `batch` from XLA's cost analysis of the lowered
+  program: no compile, and `params` may be abstract (`jax.eval_shape`),
+  so settings with extra parameters (DynamicViT) are costed untrained."""
+  forward = jax.jit(lambda p, b: model.apply({"params": p},
+                                             **model_inputs(b))["logits"])
+  cost = forward.lower(params, batch).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"])
+
+
 def search(model_dir, make_batches: Callable[[], Iterable[dict]],
            method: str, flop_ratio: float, *,
            options: list[ReduceConfig] | None = None, top: int = 8,
@@ -116,16 +127,9 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   probe = {k: v[:8] for k, v in batch.items()}  # FLOPs per example: any batch
   cost_cache = {} if cost_cache is None else cost_cache
 
-  def lowered(reduce: ReduceConfig):
-    model = type(base)(dataclasses.replace(base.config, reduce=reduce))
-    forward = jax.jit(lambda p, b: model.apply({"params": p},
-                                               **model_inputs(b))["logits"])
-    return forward.lower(params, probe)
-
   def flops(reduce: ReduceConfig) -> float:
-    cost = lowered(reduce).cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost["flops"])
+    model = type(base)(dataclasses.replace(base.config, reduce=reduce))
+    return lowered_flops(model, params, probe)
 
   full = cost_cache.setdefault("none", flops(ReduceConfig()))
   options = options or candidates(method, base.config)
@@ -153,25 +157,32 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
       within[key] = (ratio, reduce)
   chosen = sorted(within.values(), key=lambda p: -p[0])[:top]
   rows = []
-  full_compiled = compiled_flops(lowered(ReduceConfig()).compile())
+  if "none@compiled" not in cost_cache:
+    cost_cache["none@compiled"] = evaluate(model_dir, ReduceConfig(),
+                                           make_batches)[1]
   for ratio, reduce in tqdm(chosen, desc=f"{method}: accuracy",
                             disable=not progress):
-    compiled = compiled_flops(lowered(reduce).compile()) / full_compiled
-    rows.append(dict(reduce=dataclasses.asdict(reduce), flop_ratio=compiled,
-                     screened_flop_ratio=ratio,
-                     score=accuracy(model_dir, reduce, make_batches)))
+    score, flops_per_example = evaluate(model_dir, reduce, make_batches)
+    rows.append(dict(reduce=dataclasses.asdict(reduce),
+                     flop_ratio=flops_per_example / cost_cache["none@compiled"],
+                     screened_flop_ratio=ratio, score=score))
   return sorted(rows, key=lambda r: (-r["score"], r["flop_ratio"]))
 
 
-def accuracy(model_dir, reduce: ReduceConfig,
-             make_batches: Callable[[], Iterable[dict]]) -> float:
-  """Mean VQA score (or accuracy) of the model under `reduce`."""
+def evaluate(model_dir, reduce: ReduceConfig,
+             make_batches: Callable[[], Iterable[dict]]) -> tuple[float, float]:
+  """(mean VQA score or accuracy, compiled FLOPs per example) of the model
+  under `reduce`: one compile serves both (the batches share a shape)."""
   model, variables = saved.load_model(model_dir, reduce=reduce)
+  params = variables["params"]
   forward = jax.jit(lambda p, b: model.apply({"params": p},
                                              **model_inputs(b))["logits"])
-  total, count = 0.0, 0
+  total, count, compiled, flops = 0.0, 0, None, 0.0
   for batch in make_batches():
-    answer = np.asarray(forward(variables["params"], batch)).argmax(-1)
+    if compiled is None:
+      compiled = forward.lower(params, batch).compile()
+      flops = compiled_flops(compiled) / batch["input_ids"].shape[0]
+    answer = np.asarray(compiled(params, batch)).argmax(-1)
     valid = np.asarray(batch["valid"], bool)
     if "labels" in batch:  # VQA: soft scores
       got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
@@ -179,7 +190,7 @@ def accuracy(model_dir, reduce: ReduceConfig,
       got = (answer == batch["label"]).astype(np.float64)
     total += float(got[valid].sum())
     count += int(valid.sum())
-  return total / count
+  return total / count, flops
 
 
 def main(argv=None) -> list[dict]:

@@ -40,8 +40,10 @@ def test_search_finds_schedules_under_the_budget(model_dir, method, budget):
   assert scores == sorted(scores, reverse=True)
   # Each row's score is the model's accuracy under that schedule.
   best = ReduceConfig.from_mapping(rows[0]["reduce"])
-  assert rows[0]["score"] == pytest.approx(
-      search.accuracy(model_dir, best, padded_batches()))
+  score, flops = search.evaluate(model_dir, best, padded_batches())
+  full = search.evaluate(model_dir, ReduceConfig(), padded_batches())[1]
+  assert rows[0]["score"] == pytest.approx(score)
+  assert rows[0]["flop_ratio"] == pytest.approx(flops / full)
 
 
 def test_default_grids():

@@ -42,17 +42,21 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: pathlib.Path,
   methods = sorted({r["method"] for r in rows} - {"none"})
   colours = dict(zip(methods, ("tab:red", "tab:blue", "tab:green",
                                "tab:purple", "tab:orange")))
-  for ax, x_key, label in ((axes[0], "flop_ratio", "compiled FLOP ratio"),
-                           (axes[1], "speedup", "measured speedup (x)")):
-    for method in methods:
+  for ax, x_key, label, spread in (
+      (axes[0], "flop_ratio", "compiled FLOP ratio", 0.006),
+      (axes[1], "speedup", "measured speedup (x)", 0.015)):
+    for m, method in enumerate(methods):
+      # A small sideways shift per method keeps overlapping bars apart.
+      shift = (m - (len(methods) - 1) / 2) * spread
       for trained in (False, True):
-        pts = sorted((r for r in rows if r["method"] == method
-                      and r["trained"] == trained), key=lambda r: r[x_key])
+        pts = [r for r in rows if r["method"] == method
+               and r["trained"] == trained]
         if not pts:
           continue
         if not trained:
-          pts = [base] + pts
-        xs = [r[x_key] for r in pts]
+          pts = pts + [base]
+        pts = sorted(pts, key=lambda r: r[x_key])
+        xs = [r[x_key] + (shift if r is not base else 0.0) for r in pts]
         ys = [100 * r["vqa_score"] for r in pts]
         err = [[100 * (r["vqa_score"] - r["ci95"][0]) for r in pts],
                [100 * (r["ci95"][1] - r["vqa_score"]) for r in pts]]

@@ -102,18 +102,34 @@ def evaluate_setting(model_dir, config, reduce: ReduceConfig,
 
 def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
                            batch: dict, *, min_seconds: float = 2.0,
-                           repeats: int = 5) -> dict[str, dict[str, float]]:
+                           rounds: int = 4) -> dict[str, dict[str, Any]]:
   """Compiled FLOPs and examples per second of every `name: (model_dir,
-  reduce)`, timed one after another in this process (ratios within one run
-  are what compare: absolute times drift on a shared machine). Median of
-  >= `repeats` calls and >= `min_seconds` of calls per setting."""
-  out = {}
+  reduce)`, all in this process (ratios within one run are what compare).
+
+  Every program is compiled first; then the settings are timed in
+  `rounds` interleaved rounds, each setting `min_seconds / rounds` per
+  round (median call), so a load change on a shared machine hits all of
+  them alike. The rate is the median over rounds; `rate_range` gives the
+  lowest and highest round. Identical settings are timed once.
+  """
   size = batch["input_ids"].shape[0]
+  programs = {}  # (model dir, reduce) -> (compiled, params, flops/example)
+  for model_dir, reduce in settings.values():
+    key = (str(model_dir), reduce)
+    if key not in programs:
+      fn, params = _forward(model_dir, reduce)
+      compiled = fn.lower(params, batch).compile()
+      programs[key] = (compiled, params, compiled_flops(compiled) / size)
+  rates = {key: [] for key in programs}
+  for _ in range(rounds):
+    for key, (compiled, params, _) in programs.items():
+      timing = time_jitted(compiled, params, batch, warmup=1, repeats=3,
+                           min_seconds=min_seconds / rounds)
+      rates[key].append(size / timing.median_s)
+  out = {}
   for name, (model_dir, reduce) in settings.items():
-    fn, params = _forward(model_dir, reduce)
-    compiled = fn.lower(params, batch).compile()
-    timing = time_jitted(compiled, params, batch, repeats=repeats, warmup=2,
-                         min_seconds=min_seconds)
-    out[name] = dict(flops_per_example=compiled_flops(compiled) / size,
-                     examples_per_s=size / timing.median_s)
+    key = (str(model_dir), reduce)
+    out[name] = dict(flops_per_example=programs[key][2],
+                     examples_per_s=float(np.median(rates[key])),
+                     rate_range=(min(rates[key]), max(rates[key])))
   return out
