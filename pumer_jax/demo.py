@@ -49,9 +49,11 @@ TRAIN_POINT = 0.50
 DEMO_TRAIN_EXAMPLES = 4000  # the first 4000 of the checkpoint's train split
 DISTILL = dict(total_steps=100, lr=1e-4, warmup_steps=10)
 SEARCHED = ("pumer", "tome", "smres")
-DYNAMICVIT_LAYERS = ((1, 2), (0, 1))
-DYNAMICVIT_RATIOS = ((0.7, 0.35), (0.6, 0.3), (0.5, 0.25), (0.4, 0.2),
-                     (0.3, 0.15), (0.2, 0.1))
+# As DynamicViT's reference, never before the first block: the predictor
+# scores what a block has made of the tokens.
+DYNAMICVIT_LAYERS = ((1, 2),)
+DYNAMICVIT_RATIOS = ((0.5, 0.25), (0.4, 0.2), (0.3, 0.15), (0.2, 0.1),
+                     (0.15, 0.08), (0.1, 0.05))
 
 
 def demo_config(root: pathlib.Path):

@@ -231,6 +231,38 @@ def test_padding_with_a_huge_logit_keeps_gradients_finite():
              for g in jax.tree_util.tree_leaves(grads))
 
 
+def test_dynamicvit_mask_with_a_huge_dropped_logit_keeps_gradients_finite():
+  """Regression: DynamicViT's training mask dropped the key whose logit led
+  by ~900; the kept keys' masses underflowed and the loss's gradient was NaN
+  (the demo's distillation diverged at step 1). Its reference's masked
+  softmax (self weight, epsilon) keeps it finite, and differentiable in the
+  policy."""
+  attn = MultiHeadAttention(num_heads=1, hidden_size=4)
+  x = jnp.array([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0],
+                  [1.0, 1.0, 1.0, 0.0]]]) * jnp.array([1.0, 1.0, 3.0])[
+                      None, :, None]
+  v = flax.linen.meta.unbox(attn.init(jax.random.PRNGKey(0), x,
+                                      jnp.ones((1, 3))))
+  params = v["params"]
+  params["query"]["kernel"] = jnp.eye(4) * 30.0
+  params["key"]["kernel"] = jnp.eye(4) * 30.0
+  policy = jnp.array([[1.0, 1.0, 0.0]])  # token 2 dropped by the predictor
+
+  def loss(p, policy):
+    out, _ = attn.apply({"params": p}, x, jnp.ones((1, 3)), key_policy=policy)
+    return out[:, :2].sum()
+
+  grads, policy_grad = jax.grad(loss, argnums=(0, 1))(params, policy)
+  assert all(bool(jnp.all(jnp.isfinite(g)))
+             for g in jax.tree_util.tree_leaves(grads))
+  assert bool(jnp.all(jnp.isfinite(policy_grad)))
+  _, aux = attn.apply({"params": params}, x, jnp.ones((1, 3)),
+                      key_policy=policy)
+  # Every mass underflowed: the epsilon spreads the row evenly, as the
+  # reference's does, instead of dividing 0 by 0.
+  np.testing.assert_allclose(aux["probs"].sum(-1), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("prop_attn", [True, False])
 def test_fused_attention_equals_the_explicit_path(prop_attn, monkeypatch):
   """Layers that need no probabilities run jax.nn.dot_product_attention

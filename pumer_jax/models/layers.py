@@ -9,7 +9,6 @@ differentiable in the size (DynamicViT trains its keep decisions through it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -123,8 +122,9 @@ OFFICIAL_SOFTMAX_EPS = 1e-6
 
 
 def official_attention_weights(logits: jax.Array, mask: jax.Array,
-                               eps: float = OFFICIAL_SOFTMAX_EPS) -> jax.Array:
-  """PuMer's reference masked softmax (`differentiable_masked_softmax`).
+                               eps: float = OFFICIAL_SOFTMAX_EPS,
+                               self_weight: bool = True) -> jax.Array:
+  """PuMer's (and DynamicViT's) reference masked softmax.
 
   `exp(logit - max) * m` over all keys, normalised with a small epsilon:
   `(w + eps / Nk) / (sum(w) + eps)`. The mask `m` may be fractional (merged
@@ -132,7 +132,8 @@ def official_attention_weights(logits: jax.Array, mask: jax.Array,
   ones too; and query i always keeps full weight on key i (`m + (1 - m) *
   eye`), so a padded or merged token attends to itself. The eye is
   rectangular for cross-attention: image query i then keeps key i of the
-  text, as the reference does.
+  text, as the reference does (`self_weight=False` drops the eye). The
+  epsilon bounds the gradient where every kept key's weight underflows.
 
   Args:
     logits: [B, H, Nq, Nk] float32.
@@ -144,7 +145,7 @@ def official_attention_weights(logits: jax.Array, mask: jax.Array,
   nq, nk = logits.shape[-2:]
   mask = mask.astype(jnp.float32)[:, None, None, :]  # [B, 1, 1, Nk]
   eye = jnp.eye(nq, nk, dtype=jnp.float32)[None, None]  # [1, 1, Nq, Nk]
-  weight = mask + (1.0 - mask) * eye
+  weight = mask + (1.0 - mask) * eye if self_weight else mask
   peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
   mass = jnp.exp(logits - peak) * weight
   return (mass + eps / nk) / (mass.sum(axis=-1, keepdims=True) + eps)
@@ -261,6 +262,13 @@ class MultiHeadAttention(nn.Module):
         weight = weight * key_policy.astype(jnp.float32)
       if self.official_softmax:
         probs = official_attention_weights(logits, key_size)
+      elif key_policy is not None:
+        # DynamicViT's training mask, as its reference: each query keeps
+        # its own key (self-attention), and the epsilon keeps gradients
+        # finite when the kept keys' weights underflow next to a dropped
+        # key's peak logit.
+        probs = official_attention_weights(logits, weight,
+                                           self_weight=context is x)
       else:
         probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
       dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
@@ -334,63 +342,3 @@ ACTIVATIONS = {
     "quick_gelu": quick_gelu,
     "relu": jax.nn.relu,
 }
-
-
-def align_corners_resize(
-    grid: jax.Array, out_shape: Sequence[int]
-) -> jax.Array:
-  """Bilinear resize of [h, w, D] with align_corners=True (as PyTorch's).
-
-  `jax.image.resize` samples half-pixel centres; ViLT's position embeddings
-  were interpolated with corners aligned, so checkpoints expect this.
-  """
-
-  def weights(n_in: int, n_out: int) -> jax.Array:
-    if n_out == 1 or n_in == 1:
-      pos = jnp.zeros((n_out,), jnp.float32)
-    else:
-      pos = jnp.arange(n_out, dtype=jnp.float32) * ((n_in - 1) / (n_out - 1))
-    lo = jnp.clip(jnp.floor(pos), 0, n_in - 1).astype(jnp.int32)
-    hi = jnp.minimum(lo + 1, n_in - 1)
-    frac = pos - lo
-    return (jax.nn.one_hot(lo, n_in) * (1 - frac)[:, None]
-            + jax.nn.one_hot(hi, n_in) * frac[:, None])  # [n_out, n_in]
-
-  h_out, w_out = out_shape
-  wh = weights(grid.shape[0], h_out)
-  ww = weights(grid.shape[1], w_out)
-  return jnp.einsum("ih,jw,hwd->ijd", wh, ww, grid)  # [h_out, w_out, D]
-
-
-def bicubic_resize(grid: jax.Array, out_shape: Sequence[int]) -> jax.Array:
-  """Bicubic resize of [h, w, D] exactly as PyTorch's (a = -0.75).
-
-  PyTorch's `interpolate(mode="bicubic", align_corners=False)` samples
-  half-pixel centres with the Keys kernel at a = -0.75 and clamps the taps
-  at the border; `jax.image.resize` uses a = -0.5. CLIP's position
-  embeddings (Hugging Face `interpolate_pos_encoding`, METER at 288/384) are
-  resized this way, so checkpoints expect it.
-  """
-  a = -0.75
-
-  def near(t):  # |t| <= 1
-    return ((a + 2) * t - (a + 3)) * t * t + 1
-
-  def far(t):  # 1 < |t| < 2
-    return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-
-  def weights(n_in: int, n_out: int) -> jax.Array:
-    pos = (jnp.arange(n_out, dtype=jnp.float32) + 0.5) * (n_in / n_out) - 0.5
-    base = jnp.floor(pos)
-    t = pos - base
-    coeffs = (far(t + 1), near(t), near(1 - t), far(2 - t))
-    out = jnp.zeros((n_out, n_in), jnp.float32)
-    for k, c in enumerate(coeffs):
-      idx = jnp.clip(base.astype(jnp.int32) - 1 + k, 0, n_in - 1)
-      out = out + jax.nn.one_hot(idx, n_in) * c[:, None]
-    return out  # [n_out, n_in]
-
-  h_out, w_out = out_shape
-  wh = weights(grid.shape[0], h_out)
-  ww = weights(grid.shape[1], w_out)
-  return jnp.einsum("ih,jw,hwd->ijd", wh, ww, grid.astype(jnp.float32))

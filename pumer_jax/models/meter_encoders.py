@@ -17,13 +17,13 @@ from pumer_jax.models.layers import (
     INIT_STD,
     Mlp,
     MultiHeadAttention,
-    bicubic_resize,
     constrain_batch,
     embed,
     gate_row,
     layer_norm,
 )
 from pumer_jax.models.meter_config import MeterConfig
+from pumer_jax.models.resize import bicubic_resize
 
 
 class ClipLayer(nn.Module):

@@ -25,13 +25,13 @@ from pumer_jax.models.layers import (
     INIT_STD,
     Mlp,
     MultiHeadAttention,
-    align_corners_resize,
     constrain_batch,
     embed,
     gate_row,
     layer_norm,
 )
 from pumer_jax.models.reducer_step import Tokens, reduce_sequence
+from pumer_jax.models.resize import align_corners_resize
 from pumer_jax.models.vilt_config import HF_ARCHITECTURE_HEADS, ViltConfig
 from pumer_jax.reduce import init_source
 
