@@ -110,12 +110,13 @@ def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
   `rounds` interleaved rounds, each setting `min_seconds / rounds` per
   round (median call), so a load change on a shared machine hits all of
   them alike. The rate is the median over rounds; `rate_range` gives the
-  lowest and highest round. Identical settings are timed once.
+  lowest and highest round. Settings that run the same program (the same
+  reducer, whatever the weights) are compiled and timed once.
   """
   size = batch["input_ids"].shape[0]
-  programs = {}  # (model dir, reduce) -> (compiled, params, flops/example)
+  programs = {}  # reduce -> (compiled, params, flops/example)
   for model_dir, reduce in settings.values():
-    key = (str(model_dir), reduce)
+    key = reduce
     if key not in programs:
       fn, params = _forward(model_dir, reduce)
       compiled = fn.lower(params, batch).compile()
@@ -127,8 +128,8 @@ def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
                            min_seconds=min_seconds / rounds)
       rates[key].append(size / timing.median_s)
   out = {}
-  for name, (model_dir, reduce) in settings.items():
-    key = (str(model_dir), reduce)
+  for name, (_, reduce) in settings.items():
+    key = reduce
     out[name] = dict(flops_per_example=programs[key][2],
                      examples_per_s=float(np.median(rates[key])),
                      rate_range=(min(rates[key]), max(rates[key])))
