@@ -124,9 +124,10 @@ def test_token_counts_follow_schedule(params, method):
 
 def test_dynamicvit_prunes_before_its_layers(params):
   """As DynamicViT's `pruning_loc`: layer 1's attention already sees the
-  kept tokens (int(0.7 * 24) = 16 patches + CLS + 10 text)."""
+  kept tokens (int(0.7 * 24) = 16 patches + CLS + 10 text), layer 2 the
+  int(0.5 * 24) = 12 of stage 2."""
   out = apply("dynamicvit", params, batch(), output_attentions=True)
-  assert [a.shape[-1] for a in out["attentions"]] == [35, 27, 23]
+  assert [a.shape[-1] for a in out["attentions"]] == [35, 27, 23, 23]
 
 
 def test_source_tracking_accounts_for_every_token(params):
