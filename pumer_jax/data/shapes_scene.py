@@ -81,8 +81,8 @@ class Question:
 def generate_example(seed: int, index: int, split: str = "train", *, image_size: int = 96,
                      min_objects: int = 2, max_objects: int = MAX_OBJECTS,
                      object_scale: float = 1.0, texture: str = "textured",
-                     position_grid: int = 0, outline: bool = False
-                     ) -> tuple[Scene, Question]:
+                     position_grid: int = 0, outline: bool = False,
+                     patch_aligned: int = 0) -> tuple[Scene, Question]:
   """The scene and question of example `index` of `split`: a pure function of its arguments."""
   if split not in SPLIT_STREAMS:
     raise ValueError(f"split {split!r} is not one of {tuple(SPLIT_STREAMS)}.")
@@ -90,14 +90,14 @@ def generate_example(seed: int, index: int, split: str = "train", *, image_size:
   scene = generate_scene(rng, image_size=image_size, min_objects=min_objects,
                          max_objects=max_objects, object_scale=object_scale,
                          texture=texture, position_grid=position_grid,
-                         outline=outline)
+                         outline=outline, patch_aligned=patch_aligned)
   return scene, ask_question(scene, rng)
 
 
 def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: int,
                    max_objects: int, object_scale: float = 1.0,
                    texture: str = "textured", position_grid: int = 0,
-                   outline: bool = False) -> Scene:
+                   outline: bool = False, patch_aligned: int = 0) -> Scene:
   """Places `min_objects..max_objects` objects with distinct (colour, shape), none touching.
 
   Radii are `SIZES` times `object_scale` times the image side. With
@@ -105,6 +105,12 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
   patch: each object then falls on the patch grid in one of a few ways). An object that
   finds no free place in 100 tries is left out, so a crowded small image may
   hold fewer than `min_objects`; the scene says what is drawn.
+
+  With `patch_aligned` > 0 (a patch side in pixels, dividing `image_size`;
+  not with `position_grid`), centres lie on patch centres, `(k + 0.5) *
+  patch_aligned`: with radii under half a patch (`object_scale` small
+  enough) each object lies inside one patch, so one token carries its
+  shape. 0 (the default): no such constraint.
   """
   if not 1 <= min_objects <= max_objects <= MAX_OBJECTS:
     raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}; got "
@@ -113,6 +119,20 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
     raise ValueError(f"texture {texture!r} is not one of {TEXTURES}.")
   if not 0 < object_scale <= 2.5:
     raise ValueError(f"object_scale={object_scale} must be in (0, 2.5].")
+  if patch_aligned:
+    if patch_aligned < 0 or image_size % patch_aligned:
+      raise ValueError(f"patch_aligned={patch_aligned} must be 0 or a positive "
+                       f"divisor of image_size={image_size}.")
+    if position_grid:
+      raise ValueError("patch_aligned and position_grid exclude each other; "
+                       f"got {patch_aligned} and {position_grid}.")
+    largest = max(SIZES.values()) * object_scale * image_size
+    if (np.ceil((largest + 1.0) / patch_aligned - 0.5)
+        > np.floor((image_size - largest - 1.0) / patch_aligned - 0.5)):
+      raise ValueError(f"patch_aligned: a radius of {largest:.1f} px leaves no "
+                       f"patch centre for the object in {image_size} px.")
+  elif patch_aligned < 0:
+    raise ValueError(f"patch_aligned={patch_aligned} must be >= 0.")
   pairs = [(c, s) for c in COLORS for s in SHAPES]
   count = int(rng.integers(min_objects, max_objects + 1))
   chosen = rng.choice(len(pairs), size=count, replace=False)
@@ -125,7 +145,12 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
     low, high = radius + 1.0, image_size - radius - 1.0
     for _ in range(100):
       x, y = rng.uniform(low, high, size=2)
-      if position_grid:
+      if patch_aligned:  # the nearest patch centre inside [low, high]
+        p = patch_aligned
+        first, last = np.ceil(low / p - 0.5), np.floor(high / p - 0.5)
+        x, y = (float(p * (np.clip(np.floor(v / p), first, last) + 0.5))
+                for v in (x, y))
+      elif position_grid:
         x, y = (float(np.clip(position_grid * np.round(v / position_grid),
                               position_grid * np.ceil(low / position_grid),
                               position_grid * np.floor(high / position_grid)))

@@ -114,6 +114,9 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
   train_min_objects: int = 0
   position_grid: int = 0  # centres on a lattice of this many pixels (0: anywhere)
   outline: bool = False  # a dark one-pixel outline around every object
+  # Centres on the centres of patches this many pixels wide (0: off); see
+  # `generate_scene`.
+  patch_aligned: int = 0
 
 
 class ShapesVqa(builder.ArrayRecordBuilder):
@@ -165,7 +168,8 @@ class ShapesVqa(builder.ArrayRecordBuilder):
           config.seed, index, split, image_size=config.image_size,
           min_objects=min_objects, max_objects=config.max_objects,
           object_scale=config.object_scale, texture=config.texture,
-          position_grid=config.position_grid, outline=config.outline)
+          position_grid=config.position_grid, outline=config.outline,
+          patch_aligned=config.patch_aligned)
       yield index, {
           "question_id": index,
           "image_id": index,
