@@ -105,7 +105,8 @@ class ViltEmbeddings(nn.Module):
         d, (c.patch_size, c.patch_size), strides=(c.patch_size,) * 2,
         padding="VALID", dtype=dtype,
         kernel_init=nn.with_logical_partitioning(
-            nn.initializers.normal(INIT_STD), (None, None, None, "embed")),
+            nn.initializers.normal(c.patch_init_std),
+            (None, None, None, "embed")),
         name="patch_embeddings",
     )(pixel_values.astype(dtype))  # [B, h, w, D]
     batch, h, w, _ = patches.shape

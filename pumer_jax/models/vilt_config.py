@@ -68,6 +68,8 @@ class ViltConfig:
   # times `image_position_scale`; the CLS row zero). Only init differs.
   image_position_init: str = "normal"
   image_position_scale: float = 1.0
+  # The std of the patch embedding's normal init (0.02: Hugging Face's).
+  patch_init_std: float = 0.02
 
   def __post_init__(self):
     if self.head not in TASK_HEADS:
@@ -90,6 +92,8 @@ class ViltConfig:
     if self.image_position_init == "sincos2d" and self.hidden_size % 4:
       raise ValueError("image_position_init='sincos2d' needs hidden_size "
                        f"divisible by 4; got {self.hidden_size}.")
+    if not self.patch_init_std > 0:
+      raise ValueError(f"patch_init_std={self.patch_init_std} must be > 0.")
     if not self.image_position_scale > 0:
       raise ValueError(f"image_position_scale={self.image_position_scale} "
                        "must be > 0.")
