@@ -82,8 +82,12 @@ def generate_example(seed: int, index: int, split: str = "train", *, image_size:
                      min_objects: int = 2, max_objects: int = MAX_OBJECTS,
                      object_scale: float = 1.0, texture: str = "textured",
                      position_grid: int = 0, outline: bool = False,
-                     patch_aligned: int = 0) -> tuple[Scene, Question]:
-  """The scene and question of example `index` of `split`: a pure function of its arguments."""
+                     patch_aligned: int = 0, position_share: float = 0.0
+                     ) -> tuple[Scene, Question]:
+  """The scene and question of example `index` of `split`: a pure function of its arguments.
+
+  `position_share`: see `ask_question` (0: question types uniform).
+  """
   if split not in SPLIT_STREAMS:
     raise ValueError(f"split {split!r} is not one of {tuple(SPLIT_STREAMS)}.")
   rng = np.random.default_rng((seed, SPLIT_STREAMS[split], index))
@@ -91,7 +95,7 @@ def generate_example(seed: int, index: int, split: str = "train", *, image_size:
                          max_objects=max_objects, object_scale=object_scale,
                          texture=texture, position_grid=position_grid,
                          outline=outline, patch_aligned=patch_aligned)
-  return scene, ask_question(scene, rng)
+  return scene, ask_question(scene, rng, position_share)
 
 
 def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: int,
@@ -260,8 +264,20 @@ _ASKERS = {"color": _ask_color, "shape": _ask_shape, "size": _ask_size, "count":
            "exist": _ask_exist, "position": _ask_position}
 
 
-def ask_question(scene: Scene, rng: np.random.Generator) -> Question:
-  """A question of a uniformly drawn type, redrawn while that type has no answerable form."""
+def ask_question(scene: Scene, rng: np.random.Generator,
+                 position_share: float = 0.0) -> Question:
+  """A question of a uniformly drawn type, redrawn while that type has no answerable form.
+
+  With `position_share` > 0, first, with that probability, a position
+  question (where the scene has one); otherwise the uniform draw. 0 (the
+  default) draws nothing extra, so the questions are those of before.
+  """
+  if not 0.0 <= position_share <= 1.0:
+    raise ValueError(f"position_share={position_share} must be in [0, 1].")
+  if position_share and rng.random() < position_share:
+    question = _ask_position(scene, rng)
+    if question is not None:
+      return question
   while True:
     question = _ASKERS[QUESTION_TYPES[rng.integers(len(QUESTION_TYPES))]](scene, rng)
     if question is not None:
