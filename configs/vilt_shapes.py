@@ -35,7 +35,8 @@ REDUCERS = dict(
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, method="none", runlocal=False, pretrain=False)
+  args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
+                   stage=1)
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -69,7 +70,7 @@ def get_config(arg=None):
   c.eval.batch_size = 250
 
   if args.pretrain:
-    _pretrain(c)
+    _pretrain(c, args.stage)
 
   if args.runlocal:
     c.debug_checks = True  # checkify the input values inside jit
@@ -84,7 +85,10 @@ def get_config(arg=None):
   return c
 
 
-def _pretrain(c):
+STAGE1_MODEL = "runs/shapes_pretrain_s1/model"
+
+
+def _pretrain(c, stage):
   """A ViLT that reads the image (see checkpoints/vilt_shapes/README.md).
 
   16x16 patches on 64x64 images (16 image tokens), every object centred on
@@ -108,7 +112,18 @@ def _pretrain(c):
   c.data.lock()
   c.checkpoint_every = 500
   c.batch_size = 64
-  c.total_steps = 10_000
+  c.total_steps = 10_000  # the schedule's length; stage 1 stops at 5500
+  c.stop_at = 5500
   c.optim.lr = 1e-3
   c.optim.decay = "cosine"
   c.optim.warmup_steps = 300
+  if stage == 2:  # from stage 1's weights: more position questions
+    c.init_from = STAGE1_MODEL
+    c.data.unlock()
+    c.data.builder_config = dict(c.data.builder_config,
+                                 train_position_share=0.4)
+    c.data.lock()
+    c.total_steps = 3000
+    c.stop_at = 0
+    c.optim.lr = 5e-4
+    c.optim.warmup_steps = 100
