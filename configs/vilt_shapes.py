@@ -14,8 +14,8 @@ PuMer with distillation from the unreduced run, starting from its weights:
       --config.init_from=runs/shapes/model --workdir runs/shapes_pumer
 
 Variants (after the colon): method=none|pumer|tome|dynamicvit|smres,
-runlocal (a few steps, for a smoke test), pretrain (the model shipped in
-checkpoints/vilt_shapes: see its README). `make demo` runs the whole
+runlocal (a few steps, for a smoke test), pretrain and pretrain,stage=2 (the
+two runs of the model shipped in checkpoints/vilt_shapes: see its README). `make demo` runs the whole
 sequence; see README.md for the accuracy it reaches.
 """
 
@@ -97,7 +97,10 @@ def _pretrain(c, stage):
   colour, shape and size; at most 5 objects, so most patches stay
   background. A calm background, a dark outline, single-object scenes mixed
   into the train split. The image position table starts as a 2-D sin-cos
-  code, the patch embedding at std 0.05. One run, 10k steps.
+  code, the patch embedding at std 0.05. Stage 1: 5500 steps of a 10k-step
+  cosine schedule (stop_at); stage 2 (`pretrain,stage=2`, from stage 1's
+  model at STAGE1_MODEL): 3000 steps with 40% of train questions drawn as
+  position questions first.
   """
   c.model.update(dict(hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=256,
