@@ -14,8 +14,8 @@ PuMer with distillation from the unreduced run, starting from its weights:
       --config.init_from=runs/shapes/model --workdir runs/shapes_pumer
 
 Variants (after the colon): method=none|pumer|tome|dynamicvit|smres,
-runlocal (a few steps, for a smoke test), pretrain (the model shipped in
-checkpoints/vilt_shapes: see its README). `make demo` runs the whole
+runlocal (a few steps, for a smoke test), pretrain and pretrain,stage=2 (the
+two runs of the model shipped in checkpoints/vilt_shapes: see its README). `make demo` runs the whole
 sequence; see README.md for the accuracy it reaches.
 """
 
@@ -36,7 +36,7 @@ REDUCERS = dict(
 
 def get_config(arg=None):
   args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
-                   stage=2)
+                   stage=1)
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -85,38 +85,48 @@ def get_config(arg=None):
   return c
 
 
-STAGE1_WORKDIR = "runs/shapes_pretrain_s1"
+STAGE1_MODEL = "runs/shapes_pretrain_s1/model"
 
 
 def _pretrain(c, stage):
-  """A ViLT that reads the image, trained in two stages (see
-  checkpoints/vilt_shapes/README.md): stage 1 on single-object scenes
-  (what colours, sizes and shapes look like), stage 2 from its weights on
-  the full scenes (which object a question names). 8x8 patches on 64x64
-  images, larger objects, a calm background, centres on a 4-pixel lattice.
+  """A ViLT that reads the image (see checkpoints/vilt_shapes/README.md).
+
+  16x16 patches on 64x64 images (16 image tokens), every object centred on
+  a patch centre and small enough to lie inside that patch (patch_aligned,
+  object_scale 1.1: radii 3.9 and 6.7 px), so one token carries an object's
+  colour, shape and size; at most 5 objects, so most patches stay
+  background. A calm background, a dark outline, single-object scenes mixed
+  into the train split. The image position table starts as a 2-D sin-cos
+  code, the patch embedding at std 0.05. Stage 1: 5500 steps of a 10k-step
+  cosine schedule (stop_at); stage 2 (`pretrain,stage=2`, from stage 1's
+  model at STAGE1_MODEL): 3000 steps with 40% of train questions drawn as
+  position questions first.
   """
   c.model.update(dict(hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=256,
-                      image_size=64, patch_size=8, input_size=(64, 64)))
+                      image_size=64, patch_size=16, input_size=(64, 64),
+                      image_position_init="sincos2d",
+                      image_position_scale=0.5, patch_init_std=0.05))
   c.data.unlock()
   c.data.builder_config = dict(
       image_size=64, num_train=30_000, num_validation=500, num_test=1000,
-      object_scale=1.4, texture="calm", train_min_objects=1,
-      position_grid=4, outline=True)
-  if stage == 1:  # single-object scenes: what shapes, sizes, colours look like
-    c.data.builder_config = dict(
-        c.data.builder_config, min_objects=1, max_objects=1, num_train=8000,
-        num_validation=100, num_test=100, train_min_objects=0)
+      object_scale=1.1, texture="calm", train_min_objects=1,
+      patch_aligned=16, outline=True)
   c.data.lock()
   c.checkpoint_every = 500
+  c.batch_size = 64
+  c.total_steps = 10_000  # the schedule's length; stage 1 stops at 5500
+  c.stop_at = 5500
+  c.optim.lr = 1e-3
   c.optim.decay = "cosine"
-  c.optim.warmup_steps = 100
-  if stage == 1:
-    c.batch_size = 32
-    c.total_steps = 1000
-    c.optim.lr = 1e-3
-  else:
-    c.init_from = STAGE1_WORKDIR + "/model"
-    c.batch_size = 64
+  c.optim.warmup_steps = 300
+  if stage == 2:  # from stage 1's weights: more position questions
+    c.init_from = STAGE1_MODEL
+    c.data.unlock()
+    c.data.builder_config = dict(c.data.builder_config,
+                                 train_position_share=0.4)
+    c.data.lock()
     c.total_steps = 3000
-    c.optim.lr = 7e-4
+    c.stop_at = 0
+    c.optim.lr = 5e-4
+    c.optim.warmup_steps = 100

@@ -47,7 +47,7 @@ def test_no_function_local_imports_of_the_project():
 # Every config file with the variants its docstring names.
 CONFIGS = {
     "vilt_shapes": ["", "method=pumer", "runlocal", "pretrain",
-                    "pretrain,stage=1"],
+                    "pretrain,stage=2"],
     "vilt_vqa": ["", "method=pumer"], "vilt_ve": ["method=pumer"],
     "vilt_nlvr2": [""], "vilt_retrieval": [""],
     "meter_vqa": ["", "shapes", "runlocal"], "meter_ve": ["method=pumer"],

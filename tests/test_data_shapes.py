@@ -153,3 +153,56 @@ def test_builder_is_deterministic_to_the_byte(tmp_path):
   assert len(files) == 3
   for name in files:
     assert (first.data_path / name).read_bytes() == (second.data_path / name).read_bytes()
+
+
+def test_patch_aligned_centres_objects_inside_one_patch():
+  options = dict(image_size=96, object_scale=0.72, outline=True, patch_aligned=16)
+  for index in range(40):
+    scene, question = shapes_vqa.generate_example(0, index, "train", **options)
+    assert question.answer == rederive_answer(question.text, scene.objects)
+    for o in scene.objects:
+      for v in (o.x, o.y):
+        assert (v / 16) % 1 == 0.5  # a patch centre
+      mask = shapes_vqa.object_mask(o, 96)
+      ys, xs = np.nonzero(mask)
+      assert len(set(ys // 16)) == 1 and len(set(xs // 16)) == 1  # one patch
+
+
+def test_patch_aligned_defaults_off_and_rejects_bad_values():
+  plain = shapes_vqa.generate_example(0, 3, "train")
+  assert plain == shapes_vqa.generate_example(0, 3, "train", patch_aligned=0)
+  with pytest.raises(ValueError, match="divisor"):
+    shapes_vqa.generate_example(0, 0, image_size=96, patch_aligned=10)
+  with pytest.raises(ValueError, match="patch_aligned"):
+    shapes_vqa.generate_example(0, 0, image_size=96, patch_aligned=-16)
+  with pytest.raises(ValueError, match="exclude"):
+    shapes_vqa.generate_example(0, 0, image_size=96, patch_aligned=16, position_grid=4)
+  with pytest.raises(ValueError, match="no patch centre"):
+    shapes_vqa.generate_example(0, 0, image_size=64, patch_aligned=32, object_scale=2.5)
+
+
+def test_position_share_asks_more_position_questions_and_defaults_off():
+  kinds = [shapes_vqa.generate_example(0, i, "train", position_share=1.0)[1].kind
+           for i in range(30)]
+  assert kinds.count("position") >= 25  # all but scenes with no two objects apart
+  for i in range(30):
+    assert (shapes_vqa.generate_example(0, i, "train")
+            == shapes_vqa.generate_example(0, i, "train", position_share=0.0))
+  with pytest.raises(ValueError, match="position_share"):
+    shapes_vqa.generate_example(0, 0, position_share=1.5)
+
+
+def test_train_position_share_leaves_validation_and_test_alone(tmp_path):
+  plain, shared = (
+      shapes_vqa.ShapesVqa(config=shapes_vqa.ShapesVqaConfig(name=name, **TINY, **extra),
+                           data_dir=str(tmp_path))
+      for name, extra in (("plain", {}), ("shared", dict(train_position_share=1.0))))
+  for b in (plain, shared):
+    b.download_and_prepare()
+  skip = {"image": tfds.decode.SkipDecoding()}
+  for split in ("validation", "test"):
+    a, b = (x.as_data_source(split=split, decoders=skip) for x in (plain, shared))
+    assert [a[i]["question"] for i in range(len(a))] == [b[i]["question"] for i in range(len(b))]
+  train = shared.as_data_source(split="train", decoders=skip)
+  kinds = [train[i]["question_type"].decode() for i in range(len(train))]
+  assert kinds.count("position") > len(kinds) / 2

@@ -94,6 +94,16 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path):
   assert (tmp_path / "b/checkpoints/6").is_dir()
 
 
+def test_stop_at_ends_the_run_early(tmp_path):
+  state = finetune.train_and_evaluate(tiny_config(stop_at=3), tmp_path / "a",
+                                      train_iter=CountingIterator())
+  assert int(state.step) == 3
+  assert (tmp_path / "a/model").is_dir()
+  with pytest.raises(ValueError, match="stop_at"):
+    finetune.train_and_evaluate(tiny_config(stop_at=7), tmp_path / "b",
+                                train_iter=CountingIterator())
+
+
 def test_nan_loss_stops_with_the_step(tmp_path):
   def poisoned():
     step = 0

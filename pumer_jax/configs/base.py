@@ -61,6 +61,9 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
   c.seed = 0
   c.batch_size = 32  # global, over all devices and hosts
   c.total_steps = 1000
+  # Stop after this many steps (0: at total_steps); the learning-rate
+  # schedule stays that of total_steps (a run cut short on purpose).
+  c.stop_at = 0
   c.log_every = 50
   c.checkpoint_every = 500
   c.keep_checkpoints = 3

@@ -81,23 +81,27 @@ class Question:
 def generate_example(seed: int, index: int, split: str = "train", *, image_size: int = 96,
                      min_objects: int = 2, max_objects: int = MAX_OBJECTS,
                      object_scale: float = 1.0, texture: str = "textured",
-                     position_grid: int = 0, outline: bool = False
+                     position_grid: int = 0, outline: bool = False,
+                     patch_aligned: int = 0, position_share: float = 0.0
                      ) -> tuple[Scene, Question]:
-  """The scene and question of example `index` of `split`: a pure function of its arguments."""
+  """The scene and question of example `index` of `split`: a pure function of its arguments.
+
+  `position_share`: see `ask_question` (0: question types uniform).
+  """
   if split not in SPLIT_STREAMS:
     raise ValueError(f"split {split!r} is not one of {tuple(SPLIT_STREAMS)}.")
   rng = np.random.default_rng((seed, SPLIT_STREAMS[split], index))
   scene = generate_scene(rng, image_size=image_size, min_objects=min_objects,
                          max_objects=max_objects, object_scale=object_scale,
                          texture=texture, position_grid=position_grid,
-                         outline=outline)
-  return scene, ask_question(scene, rng)
+                         outline=outline, patch_aligned=patch_aligned)
+  return scene, ask_question(scene, rng, position_share)
 
 
 def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: int,
                    max_objects: int, object_scale: float = 1.0,
                    texture: str = "textured", position_grid: int = 0,
-                   outline: bool = False) -> Scene:
+                   outline: bool = False, patch_aligned: int = 0) -> Scene:
   """Places `min_objects..max_objects` objects with distinct (colour, shape), none touching.
 
   Radii are `SIZES` times `object_scale` times the image side. With
@@ -105,6 +109,12 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
   patch: each object then falls on the patch grid in one of a few ways). An object that
   finds no free place in 100 tries is left out, so a crowded small image may
   hold fewer than `min_objects`; the scene says what is drawn.
+
+  With `patch_aligned` > 0 (a patch side in pixels, dividing `image_size`;
+  not with `position_grid`), centres lie on patch centres, `(k + 0.5) *
+  patch_aligned`: with radii under half a patch (`object_scale` small
+  enough) each object lies inside one patch, so one token carries its
+  shape. 0 (the default): no such constraint.
   """
   if not 1 <= min_objects <= max_objects <= MAX_OBJECTS:
     raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}; got "
@@ -113,6 +123,20 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
     raise ValueError(f"texture {texture!r} is not one of {TEXTURES}.")
   if not 0 < object_scale <= 2.5:
     raise ValueError(f"object_scale={object_scale} must be in (0, 2.5].")
+  if patch_aligned:
+    if patch_aligned < 0 or image_size % patch_aligned:
+      raise ValueError(f"patch_aligned={patch_aligned} must be 0 or a positive "
+                       f"divisor of image_size={image_size}.")
+    if position_grid:
+      raise ValueError("patch_aligned and position_grid exclude each other; "
+                       f"got {patch_aligned} and {position_grid}.")
+    largest = max(SIZES.values()) * object_scale * image_size
+    if (np.ceil((largest + 1.0) / patch_aligned - 0.5)
+        > np.floor((image_size - largest - 1.0) / patch_aligned - 0.5)):
+      raise ValueError(f"patch_aligned: a radius of {largest:.1f} px leaves no "
+                       f"patch centre for the object in {image_size} px.")
+  elif patch_aligned < 0:
+    raise ValueError(f"patch_aligned={patch_aligned} must be >= 0.")
   pairs = [(c, s) for c in COLORS for s in SHAPES]
   count = int(rng.integers(min_objects, max_objects + 1))
   chosen = rng.choice(len(pairs), size=count, replace=False)
@@ -125,7 +149,12 @@ def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: in
     low, high = radius + 1.0, image_size - radius - 1.0
     for _ in range(100):
       x, y = rng.uniform(low, high, size=2)
-      if position_grid:
+      if patch_aligned:  # the nearest patch centre inside [low, high]
+        p = patch_aligned
+        first, last = np.ceil(low / p - 0.5), np.floor(high / p - 0.5)
+        x, y = (float(p * (np.clip(np.floor(v / p), first, last) + 0.5))
+                for v in (x, y))
+      elif position_grid:
         x, y = (float(np.clip(position_grid * np.round(v / position_grid),
                               position_grid * np.ceil(low / position_grid),
                               position_grid * np.floor(high / position_grid)))
@@ -235,8 +264,20 @@ _ASKERS = {"color": _ask_color, "shape": _ask_shape, "size": _ask_size, "count":
            "exist": _ask_exist, "position": _ask_position}
 
 
-def ask_question(scene: Scene, rng: np.random.Generator) -> Question:
-  """A question of a uniformly drawn type, redrawn while that type has no answerable form."""
+def ask_question(scene: Scene, rng: np.random.Generator,
+                 position_share: float = 0.0) -> Question:
+  """A question of a uniformly drawn type, redrawn while that type has no answerable form.
+
+  With `position_share` > 0, first, with that probability, a position
+  question (where the scene has one); otherwise the uniform draw. 0 (the
+  default) draws nothing extra, so the questions are those of before.
+  """
+  if not 0.0 <= position_share <= 1.0:
+    raise ValueError(f"position_share={position_share} must be in [0, 1].")
+  if position_share and rng.random() < position_share:
+    question = _ask_position(scene, rng)
+    if question is not None:
+      return question
   while True:
     question = _ASKERS[QUESTION_TYPES[rng.integers(len(QUESTION_TYPES))]](scene, rng)
     if question is not None:

@@ -114,6 +114,13 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
   train_min_objects: int = 0
   position_grid: int = 0  # centres on a lattice of this many pixels (0: anywhere)
   outline: bool = False  # a dark one-pixel outline around every object
+  # Centres on the centres of patches this many pixels wide (0: off); see
+  # `generate_scene`.
+  patch_aligned: int = 0
+  # The train split only: the probability of asking a position question
+  # first (where the scene has two objects apart), before the uniform draw;
+  # 0: uniform, as validation and test always are.
+  train_position_share: float = 0.0
 
 
 class ShapesVqa(builder.ArrayRecordBuilder):
@@ -160,12 +167,14 @@ class ShapesVqa(builder.ArrayRecordBuilder):
     min_objects = config.min_objects
     if split == "train" and config.train_min_objects:
       min_objects = config.train_min_objects
+    position_share = config.train_position_share if split == "train" else 0.0
     for index in range(num_examples):
       scene, question = generate_example(
           config.seed, index, split, image_size=config.image_size,
           min_objects=min_objects, max_objects=config.max_objects,
           object_scale=config.object_scale, texture=config.texture,
-          position_grid=config.position_grid, outline=config.outline)
+          position_grid=config.position_grid, outline=config.outline,
+          patch_aligned=config.patch_aligned, position_share=position_share)
       yield index, {
           "question_id": index,
           "image_id": index,

@@ -23,6 +23,10 @@ HF_ARCHITECTURE_HEADS = {
 }
 
 
+# Initialisations of the image position table (`ViltConfig.image_position_init`).
+IMAGE_POSITION_INITS = ("normal", "sincos2d")
+
+
 @dataclasses.dataclass(frozen=True)
 class ViltConfig:
   """ViLT's architecture (Hugging Face `ViltConfig` names), head and reducer.
@@ -58,6 +62,14 @@ class ViltConfig:
   # A model sliced by EfficientVLM (`compress/finalize.py`): per module and
   # kind, the heads or FFN units each layer kept. () = unpruned.
   pruned_sizes: PrunedSizes = ()
+  # How the image position table starts (it is learned either way):
+  # "normal" (N(0, 0.02), as Hugging Face's ViLT) or "sincos2d" (the patch
+  # rows a 2-D sine-cosine code of (row, column), half the channels each,
+  # times `image_position_scale`; the CLS row zero). Only init differs.
+  image_position_init: str = "normal"
+  image_position_scale: float = 1.0
+  # The std of the patch embedding's normal init (0.02: Hugging Face's).
+  patch_init_std: float = 0.02
 
   def __post_init__(self):
     if self.head not in TASK_HEADS:
@@ -74,6 +86,17 @@ class ViltConfig:
           f"num_images={self.num_images} needs modality_type_vocab_size >= "
           f"{self.num_images + 1} (one type for text, one per image)."
       )
+    if self.image_position_init not in IMAGE_POSITION_INITS:
+      raise ValueError(f"image_position_init={self.image_position_init!r} must "
+                       f"be one of {IMAGE_POSITION_INITS}.")
+    if self.image_position_init == "sincos2d" and self.hidden_size % 4:
+      raise ValueError("image_position_init='sincos2d' needs hidden_size "
+                       f"divisible by 4; got {self.hidden_size}.")
+    if not self.patch_init_std > 0:
+      raise ValueError(f"patch_init_std={self.patch_init_std} must be > 0.")
+    if not self.image_position_scale > 0:
+      raise ValueError(f"image_position_scale={self.image_position_scale} "
+                       "must be > 0.")
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
 

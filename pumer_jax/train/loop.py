@@ -65,8 +65,13 @@ class StopRequested:
 def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path,
              state: TrainState, step_fn, train_iter, mesh, manager,
              teacher_params: Any = None) -> TrainState:
-  """Trains from `state.step` to `config.total_steps`; returns the state."""
+  """Trains from `state.step` to `config.total_steps` (or `config.stop_at`,
+  when set); returns the state."""
   start = int(jax.device_get(state.step))
+  end = config.get("stop_at", 0) or config.total_steps
+  if not 0 < end <= config.total_steps:
+    raise ValueError(f"stop_at={config.stop_at} must be 0 or in "
+                     f"[1, total_steps={config.total_steps}].")
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0,
                          total=config.total_steps, initial=start,
                          progress=config.progress)
@@ -79,7 +84,7 @@ def run_loop(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   try:
     with StopRequested() as stop, jax.set_mesh(mesh), \
         nn.logical_axis_rules(sharding.LOGICAL_RULES):
-      for step in range(start, config.total_steps):
+      for step in range(start, end):
         batch = sharding.put_batch(next(train_iter), mesh)
         intact = False
         state, metrics = step_fn(state, batch, teacher_params)
