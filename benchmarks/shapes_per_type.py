@@ -22,21 +22,9 @@ import tensorflow_datasets as tfds
 
 from pumer_jax import entry
 from pumer_jax.data import loaders, shapes_vqa
+from pumer_jax.evaluate.text_only import text_only_answers
 from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
-
-
-def text_only_answers(train_source) -> tuple[dict[str, str], str]:
-  """(best answer per question text, majority answer) on the train split."""
-  by_question = collections.defaultdict(collections.Counter)
-  overall = collections.Counter()
-  for i in range(len(train_source)):
-    example = train_source[i]
-    text, answer = example["question"].decode(), example["answers"][0].decode()
-    by_question[text][answer] += 1
-    overall[answer] += 1
-  best = {q: c.most_common(1)[0][0] for q, c in by_question.items()}
-  return best, overall.most_common(1)[0][0]
 
 
 def main(config, workdir):
