@@ -38,9 +38,10 @@ SEARCHABLE = ("pumer", "tome", "smres")
 PRUNE_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 MERGE_RATIOS = (0.1, 0.2, 0.3)
 TEXT_MERGE_RATIOS = (0.0, 0.2)
-# Only settings whose token-count proxy lies this close to the budget are
-# compiled (the proxy ignores the quadratic attention and the fixed cost of
-# the embeddings and head, so it misses the compiled ratio by a few points).
+# Settings whose token-count proxy is more than PROXY_WINDOW[1] over the
+# budget are not costed, and costing stops PROXY_WINDOW[0] below the
+# cheapest schedule kept (the proxy ignores the quadratic attention and the
+# fixed cost of the embeddings and head: it misses by a few points).
 PROXY_WINDOW = (-0.15, 0.10)
 
 
@@ -133,28 +134,37 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
 
   full = cost_cache.setdefault("none", flops(ReduceConfig()))
   options = options or candidates(method, base.config)
-  priced = []
   keyed = [(*_cost_key(r, base.config, batch), r) for r in options]
   keyed = [k for k in keyed if k[0] is not None]
-  near = [k for k in keyed if PROXY_WINDOW[0] <= k[1] - flop_ratio
-          <= PROXY_WINDOW[1]]
-  for key, _, reduce in tqdm(near or keyed, desc=f"{method}: FLOPs",
-                             disable=not progress):
+  if not keyed:
+    raise ValueError(f"no {method} setting is valid for this model.")
+  # Cost settings from the most expensive (by proxy) down, skipping those
+  # the proxy puts far over budget, until `top` distinct schedules fit and
+  # the proxy has fallen clearly below the cheapest of them.
+  keyed.sort(key=lambda k: -k[1])
+  within: dict[Any, tuple[float, ReduceConfig]] = {}
+  cheapest = None
+  bar = tqdm(total=len(keyed), desc=f"{method}: FLOPs", disable=not progress)
+  for key, proxy, reduce in keyed:
+    bar.update()
+    if proxy - flop_ratio > PROXY_WINDOW[1]:
+      continue
+    if (len(within) >= top and proxy - min(r for r, _ in within.values())
+        < PROXY_WINDOW[0]):
+      break
     if key not in cost_cache:
       cost_cache[key] = flops(reduce) / full
-    priced.append((cost_cache[key], key, reduce))
-  if not priced:
-    raise ValueError(f"no {method} setting is valid for this model.")
-  cheapest = min(p[0] for p in priced)
-  if cheapest > flop_ratio:
-    raise ValueError(
-        f"no {method} schedule reaches a FLOP ratio of {flop_ratio}: the "
-        f"cheapest tried costs {cheapest:.3f} of the unreduced model.")
-  # One setting per distinct schedule, the most expensive within budget.
-  within = {}
-  for ratio, key, reduce in sorted(priced, key=lambda p: -p[0]):
+    ratio = cost_cache[key]
+    cheapest = ratio if cheapest is None else min(cheapest, ratio)
     if ratio <= flop_ratio and key not in within:
       within[key] = (ratio, reduce)
+  bar.close()
+  if not within:
+    tried = (f"the cheapest tried costs {cheapest:.3f}" if cheapest
+             is not None else "every setting's token proxy is over it")
+    raise ValueError(
+        f"no {method} schedule reaches a FLOP ratio of {flop_ratio}: "
+        f"{tried} of the unreduced model.")
   chosen = sorted(within.values(), key=lambda p: -p[0])[:top]
   rows = []
   if "none@compiled" not in cost_cache:
