@@ -160,11 +160,12 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
       within[key] = (ratio, reduce)
   bar.close()
   if not within:
-    tried = (f"the cheapest tried costs {cheapest:.3f}" if cheapest
-             is not None else "every setting's token proxy is over it")
+    if cheapest is None:  # all over budget by proxy: cost the cheapest one
+      key, _, reduce = keyed[-1]
+      cheapest = cost_cache.setdefault(key, flops(reduce) / full)
     raise ValueError(
-        f"no {method} schedule reaches a FLOP ratio of {flop_ratio}: "
-        f"{tried} of the unreduced model.")
+        f"no {method} schedule reaches a FLOP ratio of {flop_ratio}: the "
+        f"cheapest tried costs {cheapest:.3f} of the unreduced model.")
   chosen = sorted(within.values(), key=lambda p: -p[0])[:top]
   rows = []
   if "none@compiled" not in cost_cache:
