@@ -139,10 +139,11 @@ def dynamicvit_setting(config, model_dir, target: float) -> ReduceConfig:
   return min(costs, key=lambda r: abs(costs[r] - target))
 
 
-def train(config, model_dir, reduce: ReduceConfig, workdir) -> pathlib.Path:
-  """A short distillation from the unreduced model (resumes; skips if done)."""
-  if (workdir / "model").exists():
-    return workdir / "model"
+def train(config, model_dir, reduce: ReduceConfig, method: str,
+          root: pathlib.Path) -> pathlib.Path:
+  """A short distillation from the unreduced model, in a workdir named by
+  its config (a changed setting trains anew, beside; a finished one is
+  reused, an interrupted one resumed)."""
   c = config.copy_and_resolve_references()
   c.unlock()
   c.reduce = dataclasses.asdict(reduce)
@@ -152,8 +153,12 @@ def train(config, model_dir, reduce: ReduceConfig, workdir) -> pathlib.Path:
   c.checkpoint_every = DISTILL["total_steps"]
   c.optim.lr = DISTILL["lr"]
   c.optim.warmup_steps = DISTILL["warmup_steps"]
+  c.stop_at = 0
   c.lock()
-  finetune.train_and_evaluate(c, workdir)
+  digest = hashlib.sha1(c.to_json(sort_keys=True).encode()).hexdigest()[:8]
+  workdir = root / f"trained_{method}_{digest}"
+  if not (workdir / "model").exists():
+    finetune.train_and_evaluate(c, workdir)
   return workdir / "model"
 
 
@@ -205,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                          ("tome", settings[f"tome@{point}"][1]),
                          ("dynamicvit", dynamicvit_setting(
                              config, model_dir, TRAIN_POINT))):
-    # One workdir per setting: a changed setting trains anew, beside.
-    digest = hashlib.sha1(repr(reduce).encode()).hexdigest()[:8]
-    trained = train(config, model_dir, reduce,
-                    root / f"trained_{method}_{digest}")
+    trained = train(config, model_dir, reduce, method, root)
     settings[f"{method}@{point}+trained"] = (trained, reduce, method, point,
                                              True)
 
