@@ -22,7 +22,7 @@ def model_dir(tmp_path_factory):
 OPTIONS = {
     "pumer": [ReduceConfig(method="pumer", layers=layers, prune_ratio=p,
                            image_merge_ratio=0.2, text_merge_ratio=0.2)
-              for layers in ((0, 1), (1,)) for p in (0.2, 0.5)],
+              for layers, p in (((0, 1), 0.5), ((1,), 0.2))],
     "tome": [ReduceConfig(method="tome", tome_r=r) for r in (2, 4, 8)],
     "smres": None,  # the default grid: 24x24, 16x16, 8x8
 }
