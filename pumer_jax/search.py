@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
-import numpy as np
 from tqdm import tqdm
 
-from pumer_jax.bench.measure import compiled_flops
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
+from pumer_jax.evaluate import tradeoff
 from pumer_jax.models import ViltConfig, saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig
@@ -183,25 +182,9 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
 def evaluate(model_dir, reduce: ReduceConfig,
              make_batches: Callable[[], Iterable[dict]]) -> tuple[float, float]:
   """(mean VQA score or accuracy, compiled FLOPs per example) of the model
-  under `reduce`: one compile serves both (the batches share a shape)."""
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  params = variables["params"]
-  forward = jax.jit(lambda p, b: model.apply({"params": p},
-                                             **model_inputs(b))["logits"])
-  total, count, compiled, flops = 0.0, 0, None, 0.0
-  for batch in make_batches():
-    if compiled is None:
-      compiled = forward.lower(params, batch).compile()
-      flops = compiled_flops(compiled) / batch["input_ids"].shape[0]
-    answer = np.asarray(compiled(params, batch)).argmax(-1)
-    valid = np.asarray(batch["valid"], bool)
-    if "labels" in batch:  # VQA: soft scores
-      got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
-    else:
-      got = (answer == batch["label"]).astype(np.float64)
-    total += float(got[valid].sum())
-    count += int(valid.sum())
-  return total / count, flops
+  under `reduce`."""
+  scores, flops, _ = tradeoff.question_scores(model_dir, reduce, make_batches)
+  return float(scores.mean()), flops
 
 
 def main(argv=None) -> list[dict]:

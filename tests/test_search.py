@@ -1,6 +1,5 @@
 """pumer_jax.search: the most accurate schedule under a compiled-FLOP budget."""
 
-import numpy as np
 import pytest
 
 from pumer_jax import search

@@ -45,21 +45,31 @@ def _forward(model_dir, reduce: ReduceConfig):
   return fn, variables["params"]
 
 
+def example_scores(logits, batch: dict) -> np.ndarray:
+  """Each valid example's score: the VQA soft score of the argmax answer
+  (`labels`), else 1 for a correct class (`label`)."""
+  answer = np.asarray(logits).argmax(-1)
+  if "labels" in batch:
+    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
+  else:
+    got = (answer == np.asarray(batch["label"])).astype(np.float64)
+  return got[np.asarray(batch["valid"], bool)]
+
+
 def question_scores(model_dir, reduce: ReduceConfig,
                     make_batches: Callable[[], Iterable[dict]]
                     ) -> tuple[np.ndarray, float, list[int]]:
-  """(per-question VQA scores, compiled FLOPs per example, tokens entering
-  each layer) of the model in `model_dir` under `reduce`."""
+  """(per-question scores, compiled FLOPs per example, tokens entering
+  each layer) of the model in `model_dir` under `reduce`: one compile
+  serves all (the batches share a shape)."""
   fn, params = _forward(model_dir, reduce)
-  scores, flops, tokens = [], None, []
+  scores, compiled, flops, tokens = [], None, 0.0, []
   for batch in make_batches():
-    if flops is None:
+    if compiled is None:
       compiled = fn.lower(params, batch).compile()
       flops = compiled_flops(compiled) / batch["input_ids"].shape[0]
-    out = fn(params, batch)
-    answer = np.asarray(out["logits"]).argmax(-1)
-    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
-    scores.append(got[np.asarray(batch["valid"], bool)])
+    out = compiled(params, batch)
+    scores.append(example_scores(out["logits"], batch))
     tokens = [int(t) for t in np.asarray(out["tokens"])]
   return np.concatenate(scores), flops, tokens
 
@@ -82,9 +92,7 @@ def evaluate_setting(model_dir, config, reduce: ReduceConfig,
       layers = target_recall.model_layers(c, batch["input_ids"].shape[1])
       per_layer = [[] for _ in layers]
     out = fn(variables["params"], batch)
-    answer = np.asarray(out["logits"]).argmax(-1)
-    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
-    scores.append(got[np.asarray(batch["valid"], bool)])
+    scores.append(example_scores(out["logits"], batch))
     tokens = [int(t) for t in np.asarray(out["tokens"])]
     if track:
       got = target_recall.layer_recalls(
