@@ -72,9 +72,8 @@ def check_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
   return tuple(sorted(layers))
 
 
-def pumer_steps(
-    layers, image_len, text_len, p, m, t, protect_cls, clamp_merge
-) -> tuple[LayerCounts, ...]:
+def _pumer_ratios(layers, p, m, t) -> tuple[float, float, float]:
+  """PuMer's p, m, t checked, and layers named wherever a ratio is set."""
   p = _check_ratio("prune_ratio", p)
   m = _check_ratio("image_merge_ratio", m)
   t = _check_ratio("text_merge_ratio", t)
@@ -83,6 +82,13 @@ def pumer_steps(
         "reduce.layers is empty but PuMer ratios are set; name the layers "
         "that reduce, e.g. reduce.layers=(2, 5, 8)."
     )
+  return p, m, t
+
+
+def pumer_steps(
+    layers, image_len, text_len, p, m, t, protect_cls, clamp_merge
+) -> tuple[LayerCounts, ...]:
+  p, m, t = _pumer_ratios(layers, p, m, t)
   steps = []
   image, text = image_len, text_len
   for layer in layers:
@@ -124,13 +130,7 @@ def pumer_official_steps(
   """PuMer's counts as its reference code computes them (see `build`)."""
   if arch not in ("vilt", "meter"):
     raise ValueError(f"arch={arch!r} must be 'vilt' or 'meter'.")
-  p = _check_ratio("prune_ratio", p)
-  m = _check_ratio("image_merge_ratio", m)
-  t = _check_ratio("text_merge_ratio", t)
-  if not layers and (p or m or t):
-    raise ValueError(
-        "reduce.layers is empty but PuMer ratios are set; name the layers "
-        "that reduce, e.g. reduce.layers=(2, 5, 8).")
+  p, m, t = _pumer_ratios(layers, p, m, t)
   steps = []
   image, text = image_len, text_len
   for layer in layers:
