@@ -15,7 +15,6 @@ Reducers come from the config's `reducers` block, as eval.py's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 import textwrap
 
@@ -29,7 +28,7 @@ from matplotlib.figure import Figure
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders, shapes_vqa
 from pumer_jax.evaluate.runner import reducer_for
-from pumer_jax.evaluate.target_recall import objects_from_record
+from pumer_jax.evaluate.target_recall import model_layers, objects_from_record
 from pumer_jax.models import ViltConfig, saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig
@@ -83,6 +82,7 @@ def outline(ax, obj) -> None:
 
 
 def _forward(model_dir, reduce: ReduceConfig):
+  """The tracked forward: logits, and `sources`, one map per reduction."""
   model, variables = saved.load_model(model_dir, reduce=reduce)
   apply = jax.jit(lambda p, b: model.apply(
       {"params": p}, **model_inputs(b), track_source=True))
@@ -111,13 +111,13 @@ def draw(model_dir, config, methods: list[str], examples: int, out,
     if reduce.method in ("none", "smres", "dynamicvit"):
       raise ValueError(f"method {name!r} ({reduce.method}) has no source "
                        "map to draw; use pumer or tome.")
-    final = answers(_forward(model_dir, reduce)[1](batch))
-    for k in range(1, len(reduce.layers or range(c.num_hidden_layers)) + 1):
-      layers = tuple(reduce.layers or range(c.num_hidden_layers))[:k]
-      _, forward = _forward(model_dir, dataclasses.replace(reduce,
-                                                           layers=layers))
-      panels.append((f"{name} after layer {layers[-1]}",
-                     np.asarray(forward(batch)["source"]), final))
+    model, forward = _forward(model_dir, reduce)
+    result = forward(batch)  # one pass: every reduction layer's source map
+    final = answers(result)
+    layers = model_layers(model.config, text_len)
+    for layer, source in zip(layers, result["sources"]):
+      panels.append((f"{name} after layer {layer}", np.asarray(source),
+                     final))
   fig = Figure(figsize=(1.9 * (1 + len(panels)), 2.1 * len(rows)))
   FigureCanvasAgg(fig)
   axes = fig.subplots(len(rows), 1 + len(panels), squeeze=False)
