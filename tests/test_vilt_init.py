@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from pumer_jax.models import Vilt, ViltConfig
-from pumer_jax.models.vilt import example_inputs, sincos2d
+from pumer_jax.models.positions import sincos2d
+from pumer_jax.models.vilt import example_inputs
 
 SMALL = dict(vocab_size=30, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
              intermediate_size=64, image_size=64, patch_size=16, num_labels=3,
@@ -61,3 +62,18 @@ def test_patch_init_std_scales_the_patch_embedding():
 def test_bad_init_options_are_rejected(options, match):
   with pytest.raises(ValueError, match=match):
     ViltConfig(**{**SMALL, **options})
+
+
+def test_meter_vision_tower_takes_the_same_init_options():
+  from pumer_jax.configs.meter_task import RUNLOCAL_MODEL
+  from pumer_jax.models import Meter, MeterConfig
+  from pumer_jax.models.meter import example_inputs as meter_inputs
+  config = MeterConfig(**RUNLOCAL_MODEL, vocab_size=30, max_position_embeddings=10,
+                       num_labels=3, image_position_init="sincos2d",
+                       image_position_scale=0.5, patch_init_std=0.05)
+  params = Meter(config).init(jax.random.PRNGKey(0), **meter_inputs(config))["params"]
+  table = _leaf(params, "'position_embedding'")
+  np.testing.assert_allclose(table[1:], 0.5 * sincos2d(4, 32), rtol=1e-6)
+  assert abs(float(_leaf(params, "patch_embedding']['kernel").std()) - 0.05) < 0.005
+  with pytest.raises(ValueError, match="image_position_init"):
+    MeterConfig(image_position_init="learned")

@@ -11,6 +11,7 @@ import dataclasses
 
 from pumer_jax.models.heads import TASK_HEADS
 from pumer_jax.models.layers import DTYPES, PrunedSizes, pruned_size
+from pumer_jax.models.positions import check_image_init
 from pumer_jax.reduce import ReduceConfig
 
 
@@ -43,6 +44,13 @@ class MeterConfig:
   image_size: int = 224
   patch_size: int = 16
   num_channels: int = 3
+  # How the vision tower's position table and patch embedding start (both
+  # learned; only the init differs): "normal" N(0, 0.02) as CLIP, or
+  # "sincos2d" (a 2-D sine-cosine code times `image_position_scale`, see
+  # `models/positions.py`). The embedded task's models use sincos2d.
+  image_position_init: str = "normal"
+  image_position_scale: float = 1.0
+  patch_init_std: float = 0.02
   # Text encoder (RoBERTa).
   vocab_size: int = 50265
   text_hidden_size: int = 768
@@ -89,6 +97,8 @@ class MeterConfig:
             f"{heads}.")
     if self.head == "nlvr2" and self.num_images < 2:
       raise ValueError("head='nlvr2' needs num_images >= 2.")
+    check_image_init(self.image_position_init, self.image_position_scale,
+                     self.patch_init_std, self.vision_hidden_size)
     if self.max_text_len < 1:
       raise ValueError(
           f"max_position_embeddings={self.max_position_embeddings} leaves no "

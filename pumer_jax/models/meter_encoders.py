@@ -23,6 +23,7 @@ from pumer_jax.models.layers import (
     layer_norm,
 )
 from pumer_jax.models.meter_config import MeterConfig
+from pumer_jax.models.positions import sincos2d_init
 from pumer_jax.models.resize import bicubic_resize
 
 
@@ -72,15 +73,18 @@ class ClipVisionEncoder(nn.Module):
         d, (c.patch_size, c.patch_size), strides=(c.patch_size,) * 2,
         padding="VALID", use_bias=False, dtype=dtype,
         kernel_init=nn.with_logical_partitioning(
-            nn.initializers.normal(INIT_STD), (None, None, None, "embed")),
+            nn.initializers.normal(c.patch_init_std),
+            (None, None, None, "embed")),
         name="patch_embedding",
     )(pixel_values.astype(dtype))  # [B, h, w, Dv]
     batch, h, w, _ = patches.shape
     grid = c.image_size // c.patch_size
+    table_init = (sincos2d_init(grid, c.image_position_scale)
+                  if c.image_position_init == "sincos2d"
+                  else nn.initializers.normal(INIT_STD))
     table = self.param(
         "position_embedding",
-        nn.with_logical_partitioning(nn.initializers.normal(INIT_STD),
-                                     (None, "embed")),
+        nn.with_logical_partitioning(table_init, (None, "embed")),
         (grid * grid + 1, d),
     )
     cls_token = self.param(

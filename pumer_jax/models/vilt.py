@@ -30,6 +30,7 @@ from pumer_jax.models.layers import (
     gate_row,
     layer_norm,
 )
+from pumer_jax.models.positions import sincos2d_init
 from pumer_jax.models.reducer_step import Tokens, reduce_sequence
 from pumer_jax.models.resize import align_corners_resize
 from pumer_jax.models.vilt_config import HF_ARCHITECTURE_HEADS, ViltConfig
@@ -60,33 +61,6 @@ class TextEmbeddings(nn.Module):
     return nn.Dropout(c.hidden_dropout_prob)(x, deterministic)
 
 
-def sincos2d(grid: int, dim: int) -> np.ndarray:
-  """float32 [grid * grid, dim]: a 2-D sine-cosine code, row-major patches.
-
-  The first half of the channels encode the row, the second the column,
-  each as sin and cos at dim // 4 frequencies (MAE's 2-D table).
-  """
-  if dim % 4:
-    raise ValueError(f"sincos2d needs dim divisible by 4; got {dim}.")
-  omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
-  pos = np.arange(grid, dtype=np.float64)
-  codes = []
-  for axis in np.meshgrid(pos, pos, indexing="ij"):  # rows, then columns
-    angles = axis.reshape(-1)[:, None] * omega[None]
-    codes += [np.sin(angles), np.cos(angles)]
-  return np.concatenate(codes, axis=1).astype(np.float32)
-
-
-def _sincos2d_init(grid: int, scale: float):
-  """An initializer for the [1, 1 + grid^2, D] table: CLS row 0, patches sincos2d."""
-  def init(key, shape, dtype=jnp.float32):
-    del key
-    table = np.zeros(shape, np.float32)
-    table[0, 1:] = scale * sincos2d(grid, shape[-1])
-    return jnp.asarray(table, dtype)
-  return init
-
-
 class ViltEmbeddings(nn.Module):
   """Text embeddings, and patch embeddings with interpolated positions."""
 
@@ -113,7 +87,7 @@ class ViltEmbeddings(nn.Module):
     batch, h, w, _ = patches.shape
     grid = c.image_size // c.patch_size
     if c.image_position_init == "sincos2d":
-      table_init = _sincos2d_init(grid, c.image_position_scale)
+      table_init = sincos2d_init(grid, c.image_position_scale)
     else:
       table_init = nn.initializers.normal(INIT_STD)
     table = self.param(

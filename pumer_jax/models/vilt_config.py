@@ -11,6 +11,7 @@ from typing import Any
 
 from pumer_jax.models.heads import TASK_HEADS
 from pumer_jax.models.layers import DTYPES, PrunedSizes, pruned_size
+from pumer_jax.models.positions import check_image_init
 from pumer_jax.reduce import ReduceConfig
 
 # Architectures of Hugging Face checkpoints, and the head each one carries.
@@ -21,10 +22,6 @@ HF_ARCHITECTURE_HEADS = {
     "ViltForMaskedLM": "none",
     "ViltModel": "none",
 }
-
-
-# Initialisations of the image position table (`ViltConfig.image_position_init`).
-IMAGE_POSITION_INITS = ("normal", "sincos2d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,17 +83,8 @@ class ViltConfig:
           f"num_images={self.num_images} needs modality_type_vocab_size >= "
           f"{self.num_images + 1} (one type for text, one per image)."
       )
-    if self.image_position_init not in IMAGE_POSITION_INITS:
-      raise ValueError(f"image_position_init={self.image_position_init!r} must "
-                       f"be one of {IMAGE_POSITION_INITS}.")
-    if self.image_position_init == "sincos2d" and self.hidden_size % 4:
-      raise ValueError("image_position_init='sincos2d' needs hidden_size "
-                       f"divisible by 4; got {self.hidden_size}.")
-    if not self.patch_init_std > 0:
-      raise ValueError(f"patch_init_std={self.patch_init_std} must be > 0.")
-    if not self.image_position_scale > 0:
-      raise ValueError(f"image_position_scale={self.image_position_scale} "
-                       "must be > 0.")
+    check_image_init(self.image_position_init, self.image_position_scale,
+                     self.patch_init_std, self.hidden_size)
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
 
