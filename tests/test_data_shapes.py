@@ -192,6 +192,27 @@ def test_position_share_asks_more_position_questions_and_defaults_off():
     shapes_vqa.generate_example(0, 0, position_share=1.5)
 
 
+def test_absolute_position_questions_name_one_object_and_its_half():
+  asked = 0
+  for i in range(60):
+    scene, q = shapes_vqa.generate_example(
+        0, i, "train", image_size=64, patch_aligned=16, object_scale=1.1,
+        position_share=1.0, position_question="absolute")
+    if q.kind != "position":
+      continue
+    asked += 1
+    (k,) = q.referents
+    o, centre = scene.objects[k], scene.image_size / 2
+    assert q.text == f"is the {o.name} " + (
+        "left or right?" if q.answer in ("left", "right") else "above or below?")
+    want = {"left": o.x < centre, "right": o.x > centre,
+            "above": o.y < centre, "below": o.y > centre}
+    assert want[q.answer], (q, o)
+  assert asked >= 55  # patch-aligned centres are never on the centre lines
+  with pytest.raises(ValueError, match="position_question"):
+    shapes_vqa.generate_example(0, 0, position_question="diagonal")
+
+
 def test_train_position_share_leaves_validation_and_test_alone(tmp_path):
   plain, shared = (
       shapes_vqa.ShapesVqa(config=shapes_vqa.ShapesVqaConfig(name=name, **TINY, **extra),

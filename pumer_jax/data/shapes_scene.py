@@ -82,11 +82,12 @@ def generate_example(seed: int, index: int, split: str = "train", *, image_size:
                      min_objects: int = 2, max_objects: int = MAX_OBJECTS,
                      object_scale: float = 1.0, texture: str = "textured",
                      position_grid: int = 0, outline: bool = False,
-                     patch_aligned: int = 0, position_share: float = 0.0
+                     patch_aligned: int = 0, position_share: float = 0.0,
+                     position_question: str = "relative"
                      ) -> tuple[Scene, Question]:
   """The scene and question of example `index` of `split`: a pure function of its arguments.
 
-  `position_share`: see `ask_question` (0: question types uniform).
+  `position_share`, `position_question`: see `ask_question`.
   """
   if split not in SPLIT_STREAMS:
     raise ValueError(f"split {split!r} is not one of {tuple(SPLIT_STREAMS)}.")
@@ -95,7 +96,7 @@ def generate_example(seed: int, index: int, split: str = "train", *, image_size:
                          max_objects=max_objects, object_scale=object_scale,
                          texture=texture, position_grid=position_grid,
                          outline=outline, patch_aligned=patch_aligned)
-  return scene, ask_question(scene, rng, position_share)
+  return scene, ask_question(scene, rng, position_share, position_question)
 
 
 def generate_scene(rng: np.random.Generator, *, image_size: int, min_objects: int,
@@ -260,26 +261,59 @@ def _ask_position(scene: Scene, rng: np.random.Generator) -> Question | None:
   return Question(f"is the {a.name} {relation} the {b.name}?", answer, "position", (i, j))
 
 
+def _ask_absolute_position(scene: Scene, rng: np.random.Generator) -> Question | None:
+  """Which half of the image one named object is in: left/right or above/below.
+
+  One object, named by colour and shape (unique in the scene), clearly off
+  the image's centre line along the asked axis.
+  """
+  min_offset = 0.08 * scene.image_size
+  centre = scene.image_size / 2
+  options = []
+  for i, a in enumerate(scene.objects):
+    if not _unique(scene.objects, color=a.color, shape=a.shape):
+      continue
+    if abs(a.x - centre) >= min_offset:
+      options.append((i, "left or right", "left" if a.x < centre else "right"))
+    if abs(a.y - centre) >= min_offset:  # y grows downwards
+      options.append((i, "above or below", "above" if a.y < centre else "below"))
+  if not options:
+    return None
+  i, relation, answer = options[rng.integers(len(options))]
+  return Question(f"is the {scene.objects[i].name} {relation}?", answer, "position", (i,))
+
+
+# How a position question is asked (`ask_question(position_question=...)`).
+POSITION_ASKERS = {"relative": _ask_position, "absolute": _ask_absolute_position}
+
+
 _ASKERS = {"color": _ask_color, "shape": _ask_shape, "size": _ask_size, "count": _ask_count,
            "exist": _ask_exist, "position": _ask_position}
 
 
 def ask_question(scene: Scene, rng: np.random.Generator,
-                 position_share: float = 0.0) -> Question:
+                 position_share: float = 0.0,
+                 position_question: str = "relative") -> Question:
   """A question of a uniformly drawn type, redrawn while that type has no answerable form.
 
   With `position_share` > 0, first, with that probability, a position
   question (where the scene has one); otherwise the uniform draw. 0 (the
   default) draws nothing extra, so the questions are those of before.
+  `position_question`: "relative" (is the A left or right of the B?, two
+  objects) or "absolute" (is the A left or right?, which half of the image).
   """
   if not 0.0 <= position_share <= 1.0:
     raise ValueError(f"position_share={position_share} must be in [0, 1].")
+  if position_question not in POSITION_ASKERS:
+    raise ValueError(f"position_question={position_question!r} must be one of "
+                     f"{tuple(POSITION_ASKERS)}.")
+  askers = dict(_ASKERS, position=POSITION_ASKERS[position_question])
   if position_share and rng.random() < position_share:
-    question = _ask_position(scene, rng)
+    question = askers["position"](scene, rng)
     if question is not None:
       return question
   while True:
-    question = _ASKERS[QUESTION_TYPES[rng.integers(len(QUESTION_TYPES))]](scene, rng)
+    question = askers[QUESTION_TYPES[rng.integers(len(QUESTION_TYPES))]](scene, rng)
     if question is not None:
       return question
 

@@ -121,6 +121,9 @@ class ShapesVqaConfig(tfds.core.BuilderConfig):
   # first (where the scene has two objects apart), before the uniform draw;
   # 0: uniform, as validation and test always are.
   train_position_share: float = 0.0
+  # "relative" (is the A left or right of the B?) or "absolute" (is the A
+  # left or right?: the half of the image it is in); see `ask_question`.
+  position_question: str = "relative"
 
 
 class ShapesVqa(builder.ArrayRecordBuilder):
@@ -174,7 +177,8 @@ class ShapesVqa(builder.ArrayRecordBuilder):
           min_objects=min_objects, max_objects=config.max_objects,
           object_scale=config.object_scale, texture=config.texture,
           position_grid=config.position_grid, outline=config.outline,
-          patch_aligned=config.patch_aligned, position_share=position_share)
+          patch_aligned=config.patch_aligned, position_share=position_share,
+          position_question=config.position_question)
       yield index, {
           "question_id": index,
           "image_id": index,
