@@ -19,6 +19,7 @@ two runs of the model shipped in checkpoints/vilt_shapes: see its README). `make
 sequence; see README.md for the accuracy it reaches.
 """
 
+from pumer_jax.configs import shapes
 from pumer_jax.configs.base import base_config, parse_arg, reduce_config
 from pumer_jax.data.shapes_vocab import ANSWERS, VOCAB_SIZE
 
@@ -91,42 +92,20 @@ STAGE1_MODEL = "runs/shapes_pretrain_s1/model"
 def _pretrain(c, stage):
   """A ViLT that reads the image (see checkpoints/vilt_shapes/README.md).
 
-  16x16 patches on 64x64 images (16 image tokens), every object centred on
-  a patch centre and small enough to lie inside that patch (patch_aligned,
-  object_scale 1.1: radii 3.9 and 6.7 px), so one token carries an object's
-  colour, shape and size; at most 5 objects, so most patches stay
-  background. A calm background, a dark outline, single-object scenes mixed
-  into the train split. The image position table starts as a 2-D sin-cos
-  code, the patch embedding at std 0.05. Stage 1: 5500 steps of a 10k-step
-  cosine schedule (stop_at); stage 2 (`pretrain,stage=2`, from stage 1's
-  model at STAGE1_MODEL): 3000 steps with 40% of train questions drawn as
-  position questions first.
+  The data and schedule are `pumer_jax.configs.shapes` (shared with
+  meter_vqa.py:shapes,pretrain). Stage 1: 5500 steps of a 10k-step cosine
+  schedule (stop_at); stage 2 (`pretrain,stage=2`, from stage 1's model at
+  STAGE1_MODEL): 3000 steps with 40% of train questions drawn as position
+  questions first.
   """
   c.model.update(dict(hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=256,
                       image_size=64, patch_size=16, input_size=(64, 64),
-                      image_position_init="sincos2d",
-                      image_position_scale=0.5, patch_init_std=0.05))
-  c.data.unlock()
-  c.data.builder_config = dict(
-      image_size=64, num_train=30_000, num_validation=500, num_test=1000,
-      object_scale=1.1, texture="calm", train_min_objects=1,
-      patch_aligned=16, outline=True)
-  c.data.lock()
-  c.checkpoint_every = 500
-  c.batch_size = 64
-  c.total_steps = 10_000  # the schedule's length; stage 1 stops at 5500
-  c.stop_at = 5500
-  c.optim.lr = 1e-3
-  c.optim.decay = "cosine"
-  c.optim.warmup_steps = 300
-  if stage == 2:  # from stage 1's weights: more position questions
+                      **shapes.IMAGE_INIT))
+  if stage == 1:
+    shapes.set_data(c)
+    shapes.set_schedule(c, total_steps=10_000, stop_at=5500)
+  else:  # from stage 1's weights: more position questions
     c.init_from = STAGE1_MODEL
-    c.data.unlock()
-    c.data.builder_config = dict(c.data.builder_config,
-                                 train_position_share=0.4)
-    c.data.lock()
-    c.total_steps = 3000
-    c.stop_at = 0
-    c.optim.lr = 5e-4
-    c.optim.warmup_steps = 100
+    shapes.set_data(c, train_position_share=0.4)
+    shapes.set_schedule(c, total_steps=3000, lr=5e-4, warmup=100)

@@ -4,6 +4,7 @@ PuMer's reference reducer for METER (DESIGN 4.3)."""
 
 from __future__ import annotations
 
+from pumer_jax.configs import shapes as shapes_recipe
 from pumer_jax.configs.base import base_config, parse_arg, reduce_config
 from pumer_jax.data.shapes_vocab import ANSWERS, VOCAB_SIZE
 
@@ -24,7 +25,8 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
 
   Variants: method=none|pumer|tome|dynamicvit|smres; runlocal (a tiny
   model, a few steps: checks the wiring, not the accuracy); shapes (VQA
-  only: train on the embedded shapes_vqa dataset instead of VQAv2).
+  only: train on the embedded shapes_vqa dataset instead of VQAv2);
+  shapes,pretrain (the recipe of checkpoints/meter_shapes: its README).
 
   As in the PuMer paper, every variant (the unreduced baseline included)
   runs PuMer's METER fusion order, `model.fusion_order="text_first"`: each
@@ -35,7 +37,8 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   averaged over heads as METER's reference does, and the VQA loss averaged
   over answers as PuMer's code (`loss.vqa_reduction`).
   """
-  args = parse_arg(arg, method="none", runlocal=False, shapes=False)
+  args = parse_arg(arg, method="none", runlocal=False, shapes=False,
+                   pretrain=False)
   c = base_config("meter")
   c.task = task
   c.batch_size = 256  # METER fine-tunes VQA/VE at 512, NLVR2/retrieval 256
@@ -105,5 +108,43 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
     c.model.update(dict(vocab_size=VOCAB_SIZE,
                         max_position_embeddings=18, num_labels=len(ANSWERS)))
     c.eval.split = "test"
+  if args.pretrain:
+    if not args.shapes:
+      raise ValueError("pretrain is the embedded task's recipe: use "
+                       "meter_vqa.py:shapes,pretrain.")
+    _shapes_pretrain(c, reducers)
   c.reduce = reducers[args.method]
   return c
+
+
+# The shipped tiny METER: 128 wide everywhere, every depth 2 (even, so
+# EfficientVLM can halve it), 16 image tokens as the shipped ViLT.
+SHAPES_MODEL = dict(
+    vision_hidden_size=128, vision_num_layers=2, vision_num_heads=4,
+    vision_intermediate_size=256, image_size=64, patch_size=16,
+    text_hidden_size=128, text_num_layers=2, text_num_heads=4,
+    text_intermediate_size=256, hidden_size=128, num_fusion_layers=2,
+    num_attention_heads=4, intermediate_size=256, input_size=(64, 64),
+    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    **shapes_recipe.IMAGE_INIT)
+
+
+def _shapes_pretrain(c, reducers):
+  """checkpoints/meter_shapes: one 6000-step cosine run on the ViLT's data."""
+  c.model.update(SHAPES_MODEL)
+  shapes_recipe.set_data(c)
+  shapes_recipe.set_schedule(c, total_steps=6000)
+  c.optim.lr_mults.fusion = 1.0
+  c.optim.lr_mults.head = 1.0
+  c.log_every = 20
+  c.eval.batch_size = 250
+  # PuMer in both fusion blocks, as the tiny ViLT's in two of its layers.
+  reducers.update(
+      pumer=reduce_config(method="pumer", layers=(0, 1), prune_ratio=0.2,
+                          image_merge_ratio=0.2, text_merge_ratio=0.2,
+                          clamp_merge=True),
+      tome=reduce_config(method="tome", layers=(0, 1), tome_r=4),
+      dynamicvit=reduce_config(method="dynamicvit", layers=(0, 1),
+                               keep_ratios=(0.6, 0.4)),
+      smres=reduce_config(method="smres", smres_size=(48, 48)))
+  c.reducers.update(reducers)
