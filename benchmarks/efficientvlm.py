@@ -1,15 +1,18 @@
 r"""EfficientVLM's compression chain in one benchmark run: teacher, distilled
 student, pruned (sliced) student, and the pruned student with PuMer.
 
-Throughput and FLOPs come from `pumer_jax.bench` on random weights of each
-model's architecture (throughput needs no trained weights); parameter
-counts from the checkpoints; the pruned model's per-module split from its
-`pruning_report.json`. All models are timed in one process, so their ratios
-share one machine state.
+Per model: the VQA score on `--split` of the `--config`'s data with a 95%
+bootstrap interval, and its paired difference from the teacher (same
+questions) with its interval; throughput and FLOPs from `pumer_jax.bench`
+on random weights of each model's architecture (throughput needs no
+trained weights); parameter counts from the checkpoints; the pruned
+model's per-module split from its `pruning_report.json`. All models are
+timed in one process, so their ratios share one machine state.
 
-  python benchmarks/efficientvlm.py --teacher runs/evlm/teacher/model \
-      --student runs/evlm/student/model --pruned ckpt/evlm_pruned \
-      --config configs/vilt_shapes.py --out benchmarks/results
+  python benchmarks/efficientvlm.py --name vilt_shapes \
+      --config configs/vilt_shapes.py:pretrain,stage=2 \
+      --teacher checkpoints/vilt_shapes --student runs/evlm/student/model \
+      --pruned runs/evlm/final --out benchmarks/results
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ import json
 import pathlib
 
 
+
 from pumer_jax.bench import run_benchmark
 from pumer_jax.compress.finalize import REPORT_FILE
+from pumer_jax.configs.base import load_config
+from pumer_jax.data import loaders
+from pumer_jax.evaluate.tradeoff import bootstrap_ci, question_scores
 from pumer_jax.models import ReduceConfig, param_count, saved
 
 
@@ -32,11 +39,14 @@ def parameter_count(model_dir: pathlib.Path) -> int:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--name", required=True,
+                      help="names the output files: efficientvlm_NAME_...")
+  parser.add_argument("--config", required=True,
+                      help="the config whose data the models are scored on")
+  parser.add_argument("--split", default="test")
   parser.add_argument("--teacher", required=True)
   parser.add_argument("--student", required=True)
   parser.add_argument("--pruned", required=True)
-  parser.add_argument("--text_len", type=int, default=16)
-  parser.add_argument("--image_size", type=int, default=96)
   parser.add_argument("--pumer_layers", default="1",
                       help="PuMer's reduce layers on the pruned student")
   parser.add_argument("--batch", type=int, default=64)
@@ -51,25 +61,35 @@ def main(argv=None) -> None:
   runs = [("teacher", args.teacher, {"none": ReduceConfig()}),
           ("student", args.student, {"none": ReduceConfig()}),
           ("pruned", args.pruned, {"none": ReduceConfig(), "pumer": pumer})]
-  rows, reports = [], {}
+  config = load_config(args.config)
+  text_len = config.data.text_len
+  image_size = config.data.builder_config.image_size
+  batches = loaders.eval_batches(config, args.split)
+  rows, reports, scores = [], {}, []
   for name, directory, methods in runs:
     directory = pathlib.Path(directory)
     model, _ = saved.load_model(directory,
                                      reduce=ReduceConfig(method="none"))
     report = run_benchmark(
-        model.config, methods, args.text_len, args.image_size,
+        model.config, methods, text_len, image_size,
         batch_start=args.batch, batch_step=args.batch, max_batch=args.batch,
         repeats=args.repeats, min_seconds=args.min_seconds, progress=False)
     reports[name] = report
     params = parameter_count(directory)
     for result in report["results"]:
       label = name if result["name"] == "none" else f"{name} + {result['name']}"
+      got, _, _ = question_scores(directory, methods[result["name"]], batches)
+      scores.append(got)
       rows.append(dict(model=label, parameters=params,
+                       vqa_score=float(got.mean()), ci95=bootstrap_ci(got),
+                       examples=int(len(got)),
                        gflops_per_example=result["flops_per_example"] / 1e9,
                        examples_per_s=result["throughput"],
                        tokens_per_layer=result["tokens_per_layer"]))
   teacher = rows[0]
-  for row in rows:
+  for row, got in zip(rows, scores):
+    row["vs_teacher"] = float((got - scores[0]).mean())
+    row["vs_teacher_ci95"] = bootstrap_ci(got - scores[0])
     row["parameters_vs_teacher"] = row["parameters"] / teacher["parameters"]
     row["flops_vs_teacher"] = (row["gflops_per_example"]
                                / teacher["gflops_per_example"])
@@ -80,27 +100,39 @@ def main(argv=None) -> None:
       created=datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       device=reports["teacher"]["device"], dtype=reports["teacher"]["dtype"],
-      batch=args.batch, text_len=args.text_len, image_size=args.image_size,
+      config=args.config, split=args.split,
+      batch=args.batch, text_len=text_len, image_size=image_size,
       rows=rows, modality_split=pruning["modality_split"],
       prunable_sparsity=pruning["prunable_sparsity"],
       total_sparsity=pruning["total_sparsity"],
       pruned_sizes=pruning["pruned_sizes"],
       bench_reports=reports)
-  lines = [f"{'model':<18}{'params':>10}{'vs T':>7}{'GFLOP/ex':>10}"
-           f"{'vs T':>7}{'ex/s':>9}{'speedup':>9}"]
+  lines = ["| model | VQA score [95% CI] | vs teacher [95% CI] | params "
+           "| vs T | GFLOP/ex | vs T | ex/s | speedup |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
+    lo, hi = r["ci95"]
+    dlo, dhi = r["vs_teacher_ci95"]
     lines.append(
-        f"{r['model']:<18}{r['parameters']:>10,}"
-        f"{r['parameters_vs_teacher']:>7.3f}{r['gflops_per_example']:>10.4f}"
-        f"{r['flops_vs_teacher']:>7.3f}{r['examples_per_s']:>9.1f}"
-        f"{r['speedup_vs_teacher']:>8.2f}x")
+        f"| {r['model']} | {100 * r['vqa_score']:.1f} [{100 * lo:.1f}, "
+        f"{100 * hi:.1f}] | {100 * r['vs_teacher']:+.1f} [{100 * dlo:+.1f}, "
+        f"{100 * dhi:+.1f}] | {r['parameters']:,} "
+        f"| {r['parameters_vs_teacher']:.3f} | {r['gflops_per_example']:.4f} "
+        f"| {r['flops_vs_teacher']:.3f} | {r['examples_per_s']:.1f} "
+        f"| {r['speedup_vs_teacher']:.2f}x |")
   lines.append("prunable sparsity by modality: " + ", ".join(
       f"{k} {v['sparsity']:.3f}" for k, v in pruning["modality_split"].items()))
-  print("\n".join(lines))
+  table = "\n".join(lines)
+  print(table)
   platform = out["device"]["platform"]
-  path = pathlib.Path(args.out) / f"efficientvlm_{platform}_{out['dtype']}.json"
+  stem = f"efficientvlm_{args.name}_{platform}_{out['dtype']}"
+  path = pathlib.Path(args.out) / f"{stem}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(out, indent=2) + "\n")
+  (path.parent / f"{stem}.table.md").write_text(
+      f"{len(scores[0])} {args.split} questions of `{args.config}`; "
+      f"batch {args.batch}, {out['device']['platform']} "
+      f"{out['dtype']}.\n\n{table}\n")
   print(f"wrote {path}")
 
 

@@ -1,19 +1,21 @@
 r"""EfficientVLM: distill a half-depth student, then prune it with
 hard-concrete gates to one global sparsity target (DESIGN 4.5, 4.6).
 
-On the embedded shapes_vqa dataset (CPU), from a trained unreduced teacher:
+On the embedded shapes_vqa dataset (CPU), from the shipped unreduced
+teacher, on its data (benchmarks/efficientvlm_shapes.sh runs the chain):
 
-  python train.py --config configs/vilt_shapes.py --workdir runs/teacher
   python train.py --config configs/efficientvlm.py:model=vilt,stage=distill \
-      --config.distill.teacher=runs/teacher/model --workdir runs/evlm_student
+      --config.distill.teacher=checkpoints/vilt_shapes \
+      --workdir runs/evlm_student
   python train.py --config configs/efficientvlm.py:model=vilt,stage=prune \
-      --config.distill.teacher=runs/teacher/model \
+      --config.distill.teacher=checkpoints/vilt_shapes \
       --config.init_from=runs/evlm_student/model --config.prune.target=0.5 \
       --workdir runs/evlm_pruned
 
-`model=meter` does the same for METER (teacher: configs/meter_vqa.py:shapes,
-whose every module has an even depth). Variants: model=vilt|meter,
-stage=distill|prune, runlocal (a few steps).
+`model=meter` does the same for METER (teacher: checkpoints/meter_shapes,
+configs/meter_vqa.py:shapes,pretrain, whose every module has an even
+depth). Variants: model=vilt|meter, stage=distill|prune, runlocal (a few
+steps).
 """
 
 import importlib.util
@@ -37,8 +39,13 @@ def get_config(arg=None):
   if args.stage not in ("distill", "prune"):
     raise ValueError(f"stage={args.stage!r} must be distill or prune.")
   # The teacher's task and data: the architecture comes from the checkpoints.
-  c = (_sibling("vilt_shapes", "runlocal" if args.runlocal else "")
-       if args.model == "vilt" else _sibling("meter_vqa", "shapes"))
+  if args.model == "vilt":
+    c = _sibling("vilt_shapes", "runlocal" if args.runlocal
+                 else "pretrain,stage=2")
+  else:
+    c = _sibling("meter_vqa", "shapes" if args.runlocal else "shapes,pretrain")
+  c.init_from = ""  # the student starts from the teacher (distill.teacher)
+  c.stop_at = 0
   c.stage = args.stage
   # EfficientVLM's KD: task, logits, attention and hidden states, equally.
   c.distill.update(dict(task=1.0, logits=1.0, attn=1.0, hidden=1.0))
