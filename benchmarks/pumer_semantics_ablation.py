@@ -1,18 +1,23 @@
 r"""PuMer's two semantics at equal cost: the reference code's vs the sized variant.
 
-On a shipped shapes_vqa model, for three operating points (PuMer schedules
-whose token-count FLOP proxy is closest to 0.80, 0.65 and 0.50 of the
-unreduced model), evaluates `reduce.semantics="official"` and `"sized"` on
-the test split, off the shelf and, with --train, after the same short
-distillation from the unreduced model (train.py, one run per point and
-semantics, skipped where its model exists). Reports each VQA score with a
+On a shipped shapes_vqa model (ViLT or METER), for three operating points
+(PuMer schedules whose token-count FLOP proxy is closest to 0.80, 0.65 and
+0.50 of the unreduced model; `--targets` sets others), evaluates
+`reduce.semantics="official"` and `"sized"` on the test split, off the
+shelf and, with --train, after the same short distillation from the
+unreduced model (train.py, one run per point and semantics, skipped where
+its model exists); points that coincide are run once. Reports each VQA score with a
 95% bootstrap interval over the test questions, the paired difference
 official - sized with its own interval, and the compiled FLOP ratio.
 
   python benchmarks/pumer_semantics_ablation.py \
-      --config configs/vilt_shapes.py:pretrain --model_dir checkpoints/vilt_shapes \
-      --runs runs/semantics_ablation --train \
-      --out benchmarks/results/pumer_semantics_ablation
+      --config configs/vilt_shapes.py:pretrain,stage=2 \
+      --model_dir checkpoints/vilt_shapes --runs runs/semantics_ablation_vilt \
+      --train --out benchmarks/results/pumer_semantics_ablation_vilt
+  python benchmarks/pumer_semantics_ablation.py \
+      --config configs/meter_vqa.py:shapes,pretrain --targets 0.9,0.8,0.7 \
+      --model_dir checkpoints/meter_shapes --runs runs/semantics_ablation_meter \
+      --train --out benchmarks/results/pumer_semantics_ablation_meter
 """
 
 from __future__ import annotations
@@ -35,31 +40,40 @@ from pumer_jax.evaluate.tradeoff import (
     question_scores,
 )
 from pumer_jax.models import saved
-from pumer_jax.reduce import ReduceConfig, ReductionSchedule
+from pumer_jax.reduce import ReduceConfig
 
 TARGETS = (0.80, 0.65, 0.50)
 SEMANTICS = ("official", "sized")
-# Candidate schedules: PuMer layers and one ratio for p, m and t.
-LAYER_SETS = ((1, 2), (0, 1, 2), (0, 1))
+# Candidate schedules: a contiguous run of PuMer layers, one ratio for p, m, t.
 RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 13))
 
 
-def operating_point(depth: int, image_len: int, text_len: int,
+def layer_sets(depth: int) -> list[tuple[int, ...]]:
+  return [tuple(range(a, b)) for a in range(depth)
+          for b in range(a + 1, depth + 1)]
+
+
+def operating_point(model_config, image_len: int, text_len: int,
                     target: float) -> dict:
   """The candidate PuMer schedule whose FLOP proxy is nearest `target`
-  (counts equal under both semantics, so both run the same schedule)."""
+  (counts equal under both semantics, so both run the same schedule);
+  `model_config` (ViLT's or METER's) says how its layers count tokens."""
+  depth = getattr(model_config, "num_hidden_layers", None) or (
+      model_config.num_fusion_layers)
   best = None
-  for layers in LAYER_SETS:
+  for layers in layer_sets(depth):
     for r in RATIOS:
       kw = dict(layers=layers, prune_ratio=r, image_merge_ratio=r,
                 text_merge_ratio=r)
       counts = []
       try:
         for semantics in SEMANTICS:
-          s = ReductionSchedule.build(
-              "pumer", depth=depth, image_len=image_len, text_len=text_len,
-              semantics=semantics, **kw)
-          counts.append([s.tokens_in(i) for i in range(depth + 1)])
+          reduce = ReduceConfig(method="pumer", semantics=semantics,
+                                clamp_merge=True, **kw)
+          s = model_config.replace(reduce=reduce).schedule(image_len,
+                                                           text_len)
+          counts.append([(st.layer, st.image_out, st.text_out)
+                         for st in s.steps])
       except ValueError:  # a count the sized semantics refuses
         continue
       if counts[0] != counts[1]:
@@ -81,6 +95,7 @@ def train_command(args, run_dir, kw, semantics) -> list[str]:
           flag("reduce.prune_ratio", kw["prune_ratio"]),
           flag("reduce.image_merge_ratio", kw["image_merge_ratio"]),
           flag("reduce.text_merge_ratio", kw["text_merge_ratio"]),
+          flag("reduce.clamp_merge", True),
           flag("init_from", args.model_dir),
           flag("distill.teacher", args.model_dir),
           flag("total_steps", args.steps),
@@ -101,13 +116,18 @@ def main(config, args):
   rows = [dict(point="unreduced", semantics="-", trained=False,
                vqa_score=float(full.mean()), ci95=bootstrap_ci(full),
                flop_ratio=1.0, examples=int(len(full)))]
-  for target in TARGETS:
-    kw = operating_point(c.num_hidden_layers, image_len, text_len, target)
+  seen = []
+  for target in args.targets:
+    kw = operating_point(c, image_len, text_len, target)
     proxy = kw.pop("flops_proxy")
+    if kw in seen:  # the same schedule as a nearer target's
+      continue
+    seen.append(kw)
     for trained in ((False, True) if args.train else (False,)):
       per = {}
       for semantics in SEMANTICS:
-        reduce = ReduceConfig(method="pumer", semantics=semantics, **kw)
+        reduce = ReduceConfig(method="pumer", semantics=semantics,
+                              clamp_merge=True, **kw)
         source = model_dir
         if trained:
           run = pathlib.Path(args.runs) / f"p{int(100 * target)}_{semantics}"
@@ -181,6 +201,10 @@ if __name__ == "__main__":
   parser.add_argument("--model_dir", required=True)
   parser.add_argument("--runs", default="runs/semantics_ablation")
   parser.add_argument("--train", action="store_true")
+  parser.add_argument(
+      "--targets", type=lambda v: tuple(float(x) for x in v.split(",")),
+      default=TARGETS, help="FLOP-proxy targets, e.g. 0.9,0.8,0.7 for METER,"
+      " whose reducible fusion blocks are a small part of its cost")
   parser.add_argument("--steps", type=int, default=200)
   parser.add_argument("--lr", type=float, default=1e-4)
   parser.add_argument("--out",
