@@ -1,6 +1,6 @@
 """Fault tests for what users save: train.py killed with SIGKILL.
 
-A run killed three times, at random moments and once in the middle of a
+A run killed twice, once at a random moment and once in the middle of a
 checkpoint save, resumes each time and ends with parameters bit-identical
 to a run that was never interrupted.
 """
@@ -63,7 +63,7 @@ def kill_when(process, ready, timeout=240.0) -> bool:
 
 
 @pytest.mark.slow
-def test_sigkill_three_times_resumes_bit_identical(tmp_path):
+def test_sigkill_twice_resumes_bit_identical(tmp_path):
   data = tmp_path / "data"
   straight, killed = tmp_path / "straight", tmp_path / "killed"
   # The uninterrupted reference: train.py's own body, in this process.
@@ -72,7 +72,7 @@ def test_sigkill_three_times_resumes_bit_identical(tmp_path):
   finetune.train_and_evaluate(reference, straight)
   rng = random.Random(0)
   kills = []
-  for moment in ("random", "during a save", "random"):
+  for moment in ("random", "during a save"):
     before = logged_steps(killed)
     process = subprocess.Popen(command(killed, data), cwd=ROOT,
                                stdout=subprocess.DEVNULL,
@@ -84,7 +84,7 @@ def test_sigkill_three_times_resumes_bit_identical(tmp_path):
       ready = lambda: logged_steps(killed) >= at
     if kill_when(process, ready):
       kills.append((moment, logged_steps(killed)))
-  assert len(kills) == 3, f"the run finished before every kill: {kills}"
+  assert len(kills) == 2, f"the run finished before every kill: {kills}"
   finished = subprocess.run(command(killed, data), cwd=ROOT,
                             capture_output=True, text=True)
   assert finished.returncode == 0, finished.stderr[-2000:]
