@@ -28,9 +28,8 @@ from pumer_jax.models.inputs import model_inputs
 
 
 def main(config, workdir):
-
-
   workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
   split = config.eval.split
   model_dir = pathlib.Path(config.eval.checkpoint or workdir / "model")
   model, variables = saved.load_model(model_dir)

@@ -50,7 +50,8 @@ CONFIGS = {
                     "pretrain,stage=2"],
     "vilt_vqa": ["", "method=pumer"], "vilt_ve": ["method=pumer"],
     "vilt_nlvr2": [""], "vilt_retrieval": [""],
-    "meter_vqa": ["", "shapes", "runlocal"], "meter_ve": ["method=pumer"],
+    "meter_vqa": ["", "shapes", "runlocal", "shapes,pretrain"],
+    "meter_ve": ["method=pumer"],
     "meter_nlvr2": [""], "meter_retrieval": [""],
     "efficientvlm": ["model=vilt,stage=distill", "model=meter,stage=prune"],
 }
