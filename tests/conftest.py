@@ -13,8 +13,13 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 
 # Identical programs compiled by different tests (each training run builds
 # its step anew) are compiled once per session: a persistent cache in a
-# temporary directory, so nothing outlives the run.
+# temporary directory, so nothing outlives the run. The same settings go
+# into the environment, so the train.py/eval.py subprocesses of the
+# end-to-end tests (three resumptions of one run, say) share the cache.
 _CACHE = tempfile.TemporaryDirectory(prefix="pumer_jax_xla_cache_")
-jax.config.update("jax_compilation_cache_dir", _CACHE.name)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+_CACHE_SETTINGS = {"jax_compilation_cache_dir": _CACHE.name,
+                   "jax_persistent_cache_min_compile_time_secs": 0.0,
+                   "jax_persistent_cache_min_entry_size_bytes": 0}
+for _name, _value in _CACHE_SETTINGS.items():
+  jax.config.update(_name, _value)
+  os.environ[_name.upper()] = str(_value)
