@@ -2,7 +2,8 @@
 
 Each image holds a few small coloured shapes (circles, squares, triangles;
 small or large; six colours) on a textured grey background, and one template
-question about colour, shape, size, count, existence or relative position,
+question about colour, shape, size, count, existence or position (relative
+to another object, or the half of the image: `position_question`),
 whose answer comes from a closed vocabulary (`ANSWERS`). Objects are small,
 so most image patches are background, and a question names one or two of
 them (or a category): text-informed pruning has something real to find.
