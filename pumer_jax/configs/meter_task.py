@@ -130,7 +130,7 @@ SHAPES_MODEL = dict(
 
 
 def _shapes_pretrain(c, reducers):
-  """checkpoints/meter_shapes: one 6000-step cosine run on the ViLT's data.
+  """checkpoints/meter_shapes: one 3000-step cosine run on the ViLT's data.
 
   lr 3e-4: at 1e-3 (the ViLT's) the post-LN text and fusion layers stalled
   (loss 1.36 at step 4460, colour questions at chance); at 3e-4 the model
@@ -138,7 +138,7 @@ def _shapes_pretrain(c, reducers):
   """
   c.model.update(SHAPES_MODEL)
   shapes_recipe.set_data(c)
-  shapes_recipe.set_schedule(c, total_steps=6000, lr=3e-4)
+  shapes_recipe.set_schedule(c, total_steps=3000, lr=3e-4)
   c.optim.lr_mults.fusion = 1.0
   c.optim.lr_mults.head = 1.0
   c.log_every = 20

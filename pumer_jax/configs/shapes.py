@@ -13,12 +13,13 @@ import ml_collections
 # patch centre and small enough to lie inside it (radii 3.9 and 6.7 px), so
 # one token carries its colour, shape and size; 2-5 objects (single-object
 # scenes mixed into train), so most patches are background. A calm
-# background, a dark outline. Position questions ask which half of the image
-# a named object is in.
+# background, a dark outline. Position questions are relative ("is the A
+# left or right of the B?"); neither model learns them, nor the absolute
+# form (`position_question="absolute"`): see checkpoints/vilt_shapes.
 PRETRAIN_DATA = dict(
     image_size=64, num_train=30_000, num_validation=500, num_test=1000,
     object_scale=1.1, texture="calm", train_min_objects=1, patch_aligned=16,
-    outline=True, position_question="absolute")
+    outline=True)
 # Only the init of the image position table and patch embedding differs
 # from the defaults (`models/positions.py`).
 IMAGE_INIT = dict(image_position_init="sincos2d", image_position_scale=0.5,
