@@ -52,6 +52,16 @@ def test_loss_goes_down_on_a_fixed_batch(tmp_path):
                                  train_iter=fixed_batches())
 
 
+def test_checkpoints_without_their_config_are_not_resumed(tmp_path):
+  """A workdir moved away while its run was still saving leaves checkpoints
+  and no config.json behind: a new run must not resume from them."""
+  from pumer_jax.train import checkpoints
+  (tmp_path / "checkpoints" / "3372").mkdir(parents=True)
+  with pytest.raises(FileExistsError, match="no config.json"):
+    checkpoints.claim_workdir(tmp_path, tiny_config())
+  assert not (tmp_path / "config.json").exists()
+
+
 class InterruptAfter(CountingIterator):
   """Raises KeyboardInterrupt (Ctrl-C) when asked for batch `limit`."""
 

@@ -35,6 +35,13 @@ def claim_workdir(workdir: pathlib.Path,
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / "config.json"
   mine = comparable_config(config)
+  saved_steps = workdir / "checkpoints"
+  if (not path.exists() and saved_steps.is_dir()
+      and any(saved_steps.iterdir())):
+    raise FileExistsError(
+        f"{workdir} holds checkpoints but no config.json, so which run they "
+        "belong to is unknown (was the workdir moved while a run was still "
+        "saving?); use a new --workdir, or delete that one yourself.")
   if path.exists():
     theirs = comparable_config(
         ml_collections.ConfigDict(json.loads(path.read_text())))
