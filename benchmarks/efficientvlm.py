@@ -129,10 +129,15 @@ def main(argv=None) -> None:
   path = pathlib.Path(args.out) / f"{stem}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(out, indent=2) + "\n")
-  (path.parent / f"{stem}.table.md").write_text(
-      f"{len(scores[0])} {args.split} questions of `{args.config}`; "
-      f"batch {args.batch}, {out['device']['platform']} "
-      f"{out['dtype']}.\n\n{table}\n")
+  (path.parent / f"{stem}.md").write_text(
+      f"# EfficientVLM on {args.name}\n\n"
+      f"Scores: {len(scores[0])} {args.split} questions of `{args.config}`, "
+      "95% bootstrap intervals over questions, differences paired with the "
+      f"teacher. Speed: batch {args.batch}, {out['device']['platform']} "
+      f"{out['dtype']}, all models timed in one process; "
+      f"{out['created']}.\n\n{table}\n\nprunable sparsity by modality: "
+      + ", ".join(f"{k} {v['sparsity']:.3f}"
+                  for k, v in pruning["modality_split"].items()) + "\n")
   print(f"wrote {path}")
 
 
