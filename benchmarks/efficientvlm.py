@@ -120,10 +120,13 @@ def main(argv=None) -> None:
         f"| {r['parameters_vs_teacher']:.3f} | {r['gflops_per_example']:.4f} "
         f"| {r['flops_vs_teacher']:.3f} | {r['examples_per_s']:.1f} "
         f"| {r['speedup_vs_teacher']:.2f}x |")
-  lines.append("prunable sparsity by modality: " + ", ".join(
-      f"{k} {v['sparsity']:.3f}" for k, v in pruning["modality_split"].items()))
   table = "\n".join(lines)
+  split = ("prunable sparsity by modality: " + ", ".join(
+      f"{k} {v['sparsity']:.3f}" for k, v in pruning["modality_split"].items())
+      + f" (all prunable {pruning['prunable_sparsity']:.3f}; of all "
+      f"parameters {pruning['total_sparsity']:.3f})")
   print(table)
+  print(split)
   platform = out["device"]["platform"]
   stem = f"efficientvlm_{args.name}_{platform}_{out['dtype']}"
   path = pathlib.Path(args.out) / f"{stem}.json"
@@ -135,9 +138,7 @@ def main(argv=None) -> None:
       "95% bootstrap intervals over questions, differences paired with the "
       f"teacher. Speed: batch {args.batch}, {out['device']['platform']} "
       f"{out['dtype']}, all models timed in one process; "
-      f"{out['created']}.\n\n{table}\n\nprunable sparsity by modality: "
-      + ", ".join(f"{k} {v['sparsity']:.3f}"
-                  for k, v in pruning["modality_split"].items()) + "\n")
+      f"{out['created']}.\n\n{table}\n\n{split}\n")
   print(f"wrote {path}")
 
 
