@@ -8,16 +8,18 @@ shelf and, with --train, after the same short distillation from the
 unreduced model (train.py, one run per point and semantics, skipped where
 its model exists); points that coincide are run once. Reports each VQA score with a
 95% bootstrap interval over the test questions, the paired difference
-official - sized with its own interval, and the compiled FLOP ratio.
+official - sized with its own interval, and the compiled FLOP ratio. Each
+run puts its model's report under `--name` in `--out`.{json,md}
+(benchmarks/results/pumer_semantics_ablation), keeping the others.
 
   python benchmarks/pumer_semantics_ablation.py \
       --config configs/vilt_shapes.py:pretrain,stage=2 \
       --model_dir checkpoints/vilt_shapes --runs runs/semantics_ablation_vilt \
-      --train --out benchmarks/results/pumer_semantics_ablation_vilt
+      --train --name vilt_shapes
   python benchmarks/pumer_semantics_ablation.py \
       --config configs/meter_vqa.py:shapes,pretrain --targets 0.9,0.8,0.7 \
       --model_dir checkpoints/meter_shapes --runs runs/semantics_ablation_meter \
-      --train --out benchmarks/results/pumer_semantics_ablation_meter
+      --train --name meter_shapes
 """
 
 from __future__ import annotations
@@ -151,18 +153,28 @@ def main(config, args):
                 distill=dict(steps=args.steps, lr=args.lr) if args.train
                 else None, device=str(jax.devices()[0].device_kind),
                 rows=rows)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-  out.with_suffix(".md").write_text(markdown(report))
   print(markdown(report))
+  write(pathlib.Path(args.out), args.name, report)
+
+
+def write(out: pathlib.Path, name: str, report: dict) -> None:
+  """Puts `report` under `name` in OUT.json (other models' reports kept)
+  and rewrites OUT.md from all of them."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  path = out.with_suffix(".json")
+  reports = json.loads(path.read_text()) if path.exists() else {}
+  reports[name] = report
+  path.write_text(json.dumps(reports, indent=2) + "\n")
+  out.with_suffix(".md").write_text(
+      "# PuMer semantics ablation: official (reference code) vs sized\n\n"
+      + "\n".join(markdown(reports[k]) for k in sorted(reports)))
 
 
 def markdown(report) -> str:
   lines = [
-      "# PuMer semantics ablation: official (reference code) vs sized",
+      f"## `{report['model_dir']}`",
       "",
-      f"Model `{report['model_dir']}`, config `{report['config']}`, "
+      f"Config `{report['config']}`, "
       f"{report['split']} split; 95% bootstrap intervals over questions "
       f"({report['resamples']} resamples, seed {report['seed']}); the "
       "difference rows are paired (the same resampled questions). "
@@ -207,6 +219,8 @@ if __name__ == "__main__":
       " whose reducible fusion blocks are a small part of its cost")
   parser.add_argument("--steps", type=int, default=200)
   parser.add_argument("--lr", type=float, default=1e-4)
+  parser.add_argument("--name", required=True,
+                      help="the model's key in the output, e.g. vilt_shapes")
   parser.add_argument("--out",
                       default="benchmarks/results/pumer_semantics_ablation")
   args = parser.parse_args()
