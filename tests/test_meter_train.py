@@ -103,3 +103,12 @@ def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
   assert {r["method"] for r in results["results"]} == {"none", "pumer"}
   pumer = next(r for r in results["results"] if r["method"] == "pumer")
   assert pumer["flop_ratio"] < 1.0
+
+
+@pytest.mark.parametrize("name, arg, match", [
+    ("meter_vqa", "pretrain", "meter_vqa.py:shapes,pretrain"),
+    ("meter_ve", "shapes", "VQA only"),
+])
+def test_shapes_variants_name_their_fix(name, arg, match):
+  with pytest.raises(ValueError, match=match):
+    load_config(name, arg)
