@@ -6,10 +6,10 @@ On a shipped shapes_vqa model (ViLT or METER), for three operating points
 `reduce.semantics="official"` and `"sized"` on the test split, off the
 shelf and, with --train, after the same short distillation from the
 unreduced model (train.py, one run per point and semantics, skipped where
-its model exists); points that coincide are run once. Reports each VQA score with a
-95% bootstrap interval over the test questions, the paired difference
-official - sized with its own interval, and the compiled FLOP ratio. Each
-run puts its model's report under `--name` in `--out`.{json,md}
+its model exists); points that coincide are run once. Reports each VQA
+score with a 95% bootstrap interval over the test questions, the paired
+difference official - sized with its own interval, and the compiled FLOP
+ratio. Each run puts its model's report under `--name` in `--out`.{json,md}
 (benchmarks/results/pumer_semantics_ablation), keeping the others.
 
   python benchmarks/pumer_semantics_ablation.py \
@@ -43,6 +43,7 @@ from pumer_jax.evaluate.tradeoff import (
 )
 from pumer_jax.models import saved
 from pumer_jax.reduce import ReduceConfig
+from pumer_jax.search import reducible_depth
 
 TARGETS = (0.80, 0.65, 0.50)
 SEMANTICS = ("official", "sized")
@@ -60,10 +61,8 @@ def operating_point(model_config, image_len: int, text_len: int,
   """The candidate PuMer schedule whose FLOP proxy is nearest `target`
   (counts equal under both semantics, so both run the same schedule);
   `model_config` (ViLT's or METER's) says how its layers count tokens."""
-  depth = getattr(model_config, "num_hidden_layers", None) or (
-      model_config.num_fusion_layers)
   best = None
-  for layers in layer_sets(depth):
+  for layers in layer_sets(reducible_depth(model_config)):
     for r in RATIOS:
       kw = dict(layers=layers, prune_ratio=r, image_merge_ratio=r,
                 text_merge_ratio=r)

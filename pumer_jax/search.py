@@ -44,7 +44,8 @@ TEXT_MERGE_RATIOS = (0.0, 0.2)
 PROXY_WINDOW = (-0.15, 0.10)
 
 
-def _depth(config) -> int:
+def reducible_depth(config) -> int:
+  """The layers a reducer's `layers` index: ViLT's, or METER's fusion blocks."""
   return (config.num_hidden_layers if isinstance(config, ViltConfig)
           else config.num_fusion_layers)
 
@@ -54,7 +55,7 @@ def candidates(method: str, config) -> list[ReduceConfig]:
   if method not in SEARCHABLE:
     raise ValueError(f"--method {method!r} is not searchable; use one of "
                      f"{SEARCHABLE} (DynamicViT's keep ratios need training).")
-  depth = _depth(config)
+  depth = reducible_depth(config)
   if method == "pumer":
     # Runs of consecutive layers that leave the last layer unreduced.
     runs = [tuple(range(a, b)) for a in range(depth - 1)
