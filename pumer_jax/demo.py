@@ -32,7 +32,7 @@ import time
 import jax
 from absl import logging
 
-from pumer_jax import search, visualize
+from pumer_jax import search, visualize, xla_cpu
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
 from pumer_jax.evaluate import report, text_only, tradeoff
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--root", default="runs/demo")
   parser.add_argument("--model_dir", default=str(MODEL_DIR))
   args = parser.parse_args(argv)
+  xla_cpu.apply_fast_defaults()
   root, model_dir = pathlib.Path(args.root), pathlib.Path(args.model_dir)
   logging.set_verbosity(logging.WARNING)
   start = time.perf_counter()

@@ -10,6 +10,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 import jax
 
+from pumer_jax import xla_cpu
+
 
 # A plain cluster (or one machine's localhost): each process is told the
 # coordinator, the process count and its own id in the environment.
@@ -59,6 +61,7 @@ def run(body: Callable[[Any, str], Any]) -> None:
 
   def main(argv):
     del argv
+    xla_cpu.apply_fast_defaults()
     logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     if multihost.value:
       initialize_distributed()

@@ -8,6 +8,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from pumer_jax import xla_cpu
 from pumer_jax.bench.pareto import run_sweep
 from pumer_jax.bench.presets import (
     DEFAULT_OUT,
@@ -83,6 +84,7 @@ def checkpoint_architecture(model_dir: str) -> ModelConfig:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
+  xla_cpu.apply_fast_defaults()
   preset = PRESETS[args.preset]
   model, label, image_size = preset.model, args.preset, preset.image_size
   if args.model_dir:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -360,6 +361,7 @@ def run_benchmark(
       created=datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       versions=dict(jax=jax.__version__, flax=flax.__version__),
+      xla_flags=os.environ.get("XLA_FLAGS", ""),
       device=_device_info(device),
       dtype=model_config.dtype,
       model=_model_info(model_config),

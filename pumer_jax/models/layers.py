@@ -256,7 +256,11 @@ class MultiHeadAttention(nn.Module):
       ctx = fused_attention(q, k, v, weight, key_size > 0)  # [B, Nq, H, Dh]
       probs = dropped = None
     else:
-      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+      # Head-major operands ([B, H, N, Dh]): jaxlib 0.10's YNNPACK fusion
+      # runs the token-major einsums ~1.1-4x slower (pumer_jax/xla_cpu.py);
+      # other backends are indifferent.
+      qh, kh, vh = (a.transpose(0, 2, 1, 3) for a in (q, k, v))
+      logits = jnp.einsum("bhqd,bhkd->bhqk", qh, kh).astype(jnp.float32)
       logits = logits / jnp.sqrt(jnp.float32(head_dim))
       if key_policy is not None:
         weight = weight * key_policy.astype(jnp.float32)
@@ -272,7 +276,8 @@ class MultiHeadAttention(nn.Module):
       else:
         probs = attention_weights(logits, weight, key_size > 0)  # [B,H,Nq,Nk]
       dropped = nn.Dropout(self.dropout_rate)(probs, deterministic)
-      ctx = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(self.dtype), v)
+      ctx = jnp.einsum("bhqk,bhkd->bhqd", dropped.astype(self.dtype), vh)
+      ctx = ctx.transpose(0, 2, 1, 3)  # [B, Nq, H, Dh]
     if head_gate is not None:
       gate = head_gate if head_gate.ndim == 2 else head_gate[None]
       ctx = ctx * gate[:, None, :, None].astype(ctx.dtype)
