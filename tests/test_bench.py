@@ -6,6 +6,7 @@ Nothing here asserts a timing: CPU timings on a shared machine are noise.
 import json
 
 import jax
+import numpy as np
 import pytest
 
 from pumer_jax.bench import cli, hf_peer, pareto, presets, programs, runner
@@ -29,6 +30,7 @@ FAST = dict(batch_start=2, batch_step=2, max_batch=2, repeats=1, warmup=1,
 TOP_KEYS = {
     "schema_version", "preset", "created", "versions", "device", "dtype",
     "model", "image_size", "text_len", "batch", "timing", "results", "peer",
+    "xla_flags",
 }
 RESULT_KEYS = {
     "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
@@ -41,7 +43,7 @@ SPREAD_KEYS = {"throughput_p10", "throughput_p90", "median_s", "p10_s",
                "p90_s", "repeats"}
 PEER_KEYS = {"name", "versions", "device", "dtype", "batch", "threads",
              "eager", "compile", "flax_none_over_eager",
-             "flax_none_over_compile"}
+             "flax_none_over_compile", "interleaved"}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,10 @@ def test_hf_peer_runs_on_cpu(report):
   assert peer["eager"]["throughput"] > 0
   assert peer["compile"] is None and peer["flax_none_over_compile"] is None
   assert peer["flax_none_over_eager"] > 0
+  rounds = peer["interleaved"]
+  assert rounds["rounds"] == len(rounds["round_ratios"]) == 5
+  assert rounds["flax_none_over_eager"] == pytest.approx(
+      np.median(rounds["round_ratios"]))
 
 
 def test_peer_compile_failure_is_recorded(monkeypatch):

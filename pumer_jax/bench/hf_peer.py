@@ -8,11 +8,14 @@ mode and, where it works, under `torch.compile`, with the same statistics
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pumer_jax.bench.measure import cpu_threads, throughput_summary, time_jitted
+from pumer_jax.bench.measure import (
+    Timing, cpu_threads, throughput_summary, time_jitted)
 from pumer_jax.models.vilt import ViltConfig
 
 # ViltConfig fields that Hugging Face's ViltConfig takes under the same name.
@@ -71,6 +74,41 @@ def _timed_forward(model, inputs: dict[str, Any], device) -> Any:
   return call
 
 
+def interleaved(flax_call: Callable[[], Any], peer_call: Callable[[], Any],
+                *, rounds: int, batch: int, repeats: int,
+                min_seconds: float) -> dict[str, Any]:
+  """Times the two calls in alternating rounds; the ratio per round.
+
+  A shared machine's speed drifts over minutes; timing the Flax model and
+  the peer back to back, round after round, exposes both to the same
+  drift, so their ratio holds where absolute rates do not.
+
+  Returns:
+    {rounds, flax_none, eager (each {throughput, spread} over every
+    round's samples), flax_none_over_eager (median of the per-round
+    ratios), round_ratios}.
+  """
+  flax_t: list[Timing] = []
+  peer_t: list[Timing] = []
+  args = dict(repeats=max(1, repeats // rounds),
+              min_seconds=min_seconds / rounds)
+  for r in range(rounds):
+    flax_t.append(time_jitted(flax_call, warmup=int(r == 0), **args))
+    peer_t.append(time_jitted(peer_call, warmup=int(r == 0), **args))
+  ratios = [p.median_s / f.median_s for f, p in zip(flax_t, peer_t)]
+  return dict(rounds=rounds, flax_none=_summary(batch, _pooled(flax_t)),
+              eager=_summary(batch, _pooled(peer_t)),
+              flax_none_over_eager=statistics.median(ratios),
+              round_ratios=ratios)
+
+
+def _pooled(timings: list[Timing]) -> Timing:
+  """One Timing from per-round ones: medians of the rounds' figures."""
+  med = lambda f: statistics.median(getattr(t, f) for t in timings)
+  return Timing(med("median_s"), med("p10_s"), med("p90_s"),
+                sum(t.repeats for t in timings))
+
+
 def _summary(batch: int, timing) -> dict[str, Any]:
   summary = throughput_summary(batch, timing)
   return dict(throughput=summary["throughput"], spread=summary["spread"])
@@ -88,6 +126,8 @@ def run_hf_peer(
     min_seconds: float = 0.0,
     compile: bool = True,
     seed: int = 0,
+    flax_call: Callable[[], Any] | None = None,
+    rounds: int = 5,
 ) -> dict[str, Any]:
   """Times Hugging Face ViLT, unreduced, eager and under `torch.compile`.
 
@@ -100,11 +140,14 @@ def run_hf_peer(
     compile: also time `torch.compile(model)`; a failure is recorded as
       its error string, not raised.
     seed: weights and inputs.
+    flax_call: the Flax unreduced forward at the same shapes, ready to
+      call; given, eager is also timed against it in `rounds` alternating
+      rounds (`interleaved`), the ratio that drift does not bias.
 
   Returns:
     A dict: name, versions, device, dtype, batch, threads, `eager` and
     `compile` (each `{throughput, spread}`, or `{error}`, or None when not
-    asked for).
+    asked for), `interleaved` (see `interleaved`; None without `flax_call`).
   """
   import torch
   import transformers
@@ -125,7 +168,13 @@ def run_hf_peer(
   inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
 
   timing_args = dict(warmup=warmup, repeats=repeats, min_seconds=min_seconds)
-  eager = time_jitted(_timed_forward(model, inputs, device), **timing_args)
+  eager_call = _timed_forward(model, inputs, device)
+  eager = time_jitted(eager_call, **timing_args)
+  rounds_report = None
+  if flax_call is not None:
+    rounds_report = interleaved(flax_call, eager_call, rounds=rounds,
+                                batch=batch, repeats=repeats,
+                                min_seconds=min_seconds)
   compiled: dict[str, Any] | None = None
   if compile:
     try:
@@ -145,4 +194,5 @@ def run_hf_peer(
       threads=threads,
       eager=_summary(batch, eager),
       compile=compiled,
+      interleaved=rounds_report,
   )

@@ -11,6 +11,7 @@ from typing import Any
 SCHEMA_KEYS = frozenset((
     "schema_version", "preset", "created", "versions", "device", "dtype",
     "model", "image_size", "text_len", "batch", "timing", "results", "peer",
+    "xla_flags",
 ))
 RESULT_KEYS = frozenset((
     "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
@@ -74,6 +75,15 @@ def format_table(report: dict[str, Any]) -> str:
       ratio = peer.get(f"flax_none_over_{mode}")
       lines.append(f"  {mode}: {entry['throughput']:.1f} ex/s; Flax none / "
                    f"HF {mode} = {_fmt(ratio, '.2f')}")
+    rounds = peer.get("interleaved")
+    if rounds:
+      ratios = rounds["round_ratios"]
+      lines.append(
+          f"  interleaved, {rounds['rounds']} rounds: Flax none "
+          f"{rounds['flax_none']['throughput']:.1f} ex/s, HF eager "
+          f"{rounds['eager']['throughput']:.1f} ex/s; Flax none / HF eager "
+          f"= {rounds['flax_none_over_eager']:.2f} (rounds "
+          f"{min(ratios):.2f}-{max(ratios):.2f})")
   return "\n".join(lines)
 
 

@@ -344,11 +344,15 @@ def run_benchmark(
 
   peer_report = None
   if peer == "hf":
+    best = base.best["batch"]
+    none_inputs = runner.inputs(best, base.image_size)
+    none_compiled = runner.compile(base, best)
     peer_report = run_hf_peer(
         model_config, text_len=text_len, image_size=hw,
         batch=base.best["batch"], platform=device.platform, repeats=repeats,
         warmup=warmup, min_seconds=min_seconds, compile=peer_compile,
-        seed=seed)
+        seed=seed, flax_call=lambda: runner.run_once(base, none_compiled,
+                                                     none_inputs))
     flax_none = base.best["throughput"]
     for mode in ("eager", "compile"):
       peer_mode = peer_report.get(mode) or {}
