@@ -9,6 +9,12 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, (
     os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0",
     "--xla_llvm_disable_expensive_passes=true")))
 
+# The project's XLA:CPU defaults, as train.py/eval.py apply them: their
+# subprocesses must compute bit-identically to the in-process references.
+from pumer_jax import xla_cpu  # noqa: E402
+
+xla_cpu.apply_fast_defaults()
+
 import jax  # noqa: E402  (after XLA_FLAGS)
 
 # Identical programs compiled by different tests (each training run builds

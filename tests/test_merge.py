@@ -98,7 +98,7 @@ def test_hand_computed_merge():
   np.testing.assert_allclose(out_s[0], [1.0, 1.0, 4.0])
 
 
-@hypothesis.settings(max_examples=20, deadline=None)
+@hypothesis.settings(max_examples=12, deadline=None)
 @hypothesis.given(
     n=st.integers(3, 24), dim=st.integers(1, 6), data=st.data(),
     seed=st.integers(0, 2**16), protect=st.booleans(),
