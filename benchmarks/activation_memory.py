@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 
 import jax
 import jax.numpy as jnp
 
+from pumer_jax import xla_cpu
 from pumer_jax.bench.measure import compiled_flops, compiled_temp_bytes
 from pumer_jax.bench.presets import PRESETS, method_image_size
 from pumer_jax.bench.programs import abstract_params, compile_forward
@@ -51,7 +53,9 @@ def measure(name: str) -> dict:
 
 
 def markdown(reports: list[dict], device: str) -> str:
+  flags = os.environ.get("XLA_FLAGS", "") or "(none)"
   lines = [f"# Activation memory (compiled temporaries), {device}", "",
+           f"XLA_FLAGS: `{flags}`", "",
            "| preset | batch | method | activations MiB | reduction | "
            "FLOP ratio |", "|---|---|---|---|---|---|"]
   for report in reports:
@@ -67,15 +71,19 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--presets", default="vilt_vqa,vilt_ve,meter_vqa")
   parser.add_argument("--out", default="benchmarks/results")
+  parser.add_argument("--suffix", default="",
+                      help="appended to the file names (another setting)")
   args = parser.parse_args()
+  xla_cpu.apply_fast_defaults()  # as the bench: the same compiled programs
   reports = [measure(n.strip()) for n in args.presets.split(",")]
   device = jax.devices()[0]
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  stem = out / f"activation_memory_{device.platform}"
+  stem = out / f"activation_memory_{device.platform}{args.suffix}"
   stem.with_suffix(".json").write_text(json.dumps(
       dict(device=device.device_kind, platform=device.platform,
-           jax=jax.__version__, reports=reports), indent=2) + "\n")
+           jax=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
+           reports=reports), indent=2) + "\n")
   stem.with_suffix(".md").write_text(markdown(reports, device.device_kind))
   print(markdown(reports, device.device_kind))
 
