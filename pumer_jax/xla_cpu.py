@@ -4,11 +4,11 @@ jaxlib 0.10 hands most CPU work to YNNPACK fusions by default. On the
 transformers here that is slower than XLA's own emitters and Eigen: ViLT-B/32
 unreduced runs 1.31x faster without them on a 2-core AVX-512 CPU
 (`benchmarks/results/xla_cpu_defaults_cpu.md`), its token-major attention
-einsums ~4x. The entry
-points (train.py, eval.py, `python -m pumer_jax.bench`, the demo) call
-`apply_fast_defaults()` first; a flag the user already put in `XLA_FLAGS`
-wins, and `PUMER_JAX_XLA_DEFAULTS=0` leaves XLA as it is. Only CPU programs
-are affected: the flag is XLA:CPU's.
+einsums ~4x faster. The entry points (train.py, eval.py, `python -m
+pumer_jax.bench`, the demo, the tests' conftest) call `apply_fast_defaults()`
+first; a flag the user already put in `XLA_FLAGS` wins, and
+`PUMER_JAX_XLA_DEFAULTS=0` leaves XLA as it is. Only CPU programs are
+affected: the flag is XLA:CPU's.
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ def run_benchmark(
     none_compiled = runner.compile(base, best)
     peer_report = run_hf_peer(
         model_config, text_len=text_len, image_size=hw,
-        batch=base.best["batch"], platform=device.platform, repeats=repeats,
+        batch=best, platform=device.platform, repeats=repeats,
         warmup=warmup, min_seconds=min_seconds, compile=peer_compile,
         seed=seed, flax_call=lambda: runner.run_once(base, none_compiled,
                                                      none_inputs))
