@@ -10,7 +10,8 @@ training accuracy over three 25-step windows is reported.
 
 Measured (results/shapes_position_plateau.md, one seed): colour at step
 350; position not by step 1500 at any `image_position_scale` from 0.5 to
-8 (`models/positions.py`). One exploratory run (red squares only, another
+8 (`models/positions.py`), nor at scale 4 for seeds 1 and 2
+(results/shapes_position_plateau_scale4_seeds12.md). One exploratory run (red squares only, another
 seed, scale 4) sat at chance for ~500 steps and then reached 100% within
 ~100: position is learnable, behind a long plateau, which is why the
 shipped models never leave chance on position questions.
