@@ -29,6 +29,7 @@ import json
 import pathlib
 import time
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,9 +76,8 @@ def steps_to_learn(scale: float, task: str, steps: int, seed: int,
   model = Vilt(model_config(scale))
   rng = np.random.default_rng(seed)
   inputs, _ = batch(rng, task)
-  params = model.init(jax.random.PRNGKey(seed), **inputs)["params"]
-  params = jax.tree.map(lambda p: getattr(p, "value", p), params,
-                        is_leaf=lambda p: hasattr(p, "value"))
+  params = flax.linen.meta.unbox(
+      model.init(jax.random.PRNGKey(seed), **inputs)["params"])
   tx = optax.adamw(1e-3, weight_decay=0.01)
   opt_state = tx.init(params)
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+import flax
 import jax
 import jax.numpy as jnp
 
@@ -113,9 +114,8 @@ def train_step_mfu(smoke: bool) -> dict:
   inputs = {k: jnp.asarray(v) for k, v in
             example_inputs(config, batch, text_len).items()}
   inputs["input_ids"] = jnp.ones_like(inputs["input_ids"])
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), **inputs)["params"]
-  params = jax.tree.map(lambda p: getattr(p, "value", p), params,
-                        is_leaf=lambda p: hasattr(p, "value"))
+  params = flax.linen.meta.unbox(
+      jax.jit(model.init)(jax.random.PRNGKey(0), **inputs)["params"])
   tx = optim.make_optimizer(_Optim(
       lr=1e-4, end_lr=0.0, warmup_steps=10, decay="linear", b1=0.9,
       b2=0.999, weight_decay=0.01, grad_clip=1.0, lr_mults={}), 1000, params)
