@@ -100,6 +100,7 @@ def train_command(args, run_dir, kw, semantics) -> list[str]:
           flag("init_from", args.model_dir),
           flag("distill.teacher", args.model_dir),
           flag("total_steps", args.steps),
+          flag("stop_at", 0),  # the pretraining config may stop its own run
           flag("optim.lr", args.lr),
           flag("optim.warmup_steps", max(1, args.steps // 10)),
           flag("checkpoint_every", args.steps),

@@ -14,9 +14,10 @@ PuMer with distillation from the unreduced run, starting from its weights:
       --config.init_from=runs/shapes/model --workdir runs/shapes_pumer
 
 Variants (after the colon): method=none|pumer|tome|dynamicvit|smres,
-runlocal (a few steps, for a smoke test), pretrain and pretrain,stage=2 (the
-two runs of the model shipped in checkpoints/vilt_shapes: see its README). `make demo` runs the whole
-sequence; see README.md for the accuracy it reaches.
+runlocal (a few steps, for a smoke test), pretrain,stage=1 and pretrain (the
+two runs of the model shipped in checkpoints/vilt_shapes, whose data `pretrain`
+names: see its README). `make demo` runs the whole sequence; see README.md for
+the accuracy it reaches.
 """
 
 from pumer_jax.configs import shapes
@@ -37,7 +38,7 @@ REDUCERS = dict(
 
 def get_config(arg=None):
   args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
-                   stage=1)
+                   stage=2)
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -92,20 +93,23 @@ STAGE1_MODEL = "runs/shapes_pretrain_s1/model"
 def _pretrain(c, stage):
   """A ViLT that reads the image (see checkpoints/vilt_shapes/README.md).
 
-  The data and schedule are `pumer_jax.configs.shapes` (shared with
-  meter_vqa.py:shapes,pretrain). Stage 1: 5500 steps of a 10k-step cosine
-  schedule (stop_at); stage 2 (`pretrain,stage=2`, from stage 1's model at
-  STAGE1_MODEL): 3000 steps with 40% of train questions drawn as position
-  questions first.
+  The data and schedules are `pumer_jax.configs.shapes` (shared with
+  meter_vqa.py:shapes,pretrain). Stage 1 (`pretrain,stage=1`): the position
+  curriculum, 1000 steps at lr 1e-4 of one-object scenes. Stage 2
+  (`pretrain`, the default, from stage 1's model at STAGE1_MODEL): the
+  mixed data with 40% position questions, 5500 steps of a 10k-step cosine
+  schedule (stop_at).
   """
+  if stage not in (1, 2):
+    raise ValueError(f"stage={stage} must be 1 (the position curriculum) "
+                     "or 2 (the main run, the default).")
   c.model.update(dict(hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=256,
                       image_size=64, patch_size=16, input_size=(64, 64),
                       **shapes.IMAGE_INIT))
   if stage == 1:
-    shapes.set_data(c)
-    shapes.set_schedule(c, total_steps=10_000, stop_at=5500)
-  else:  # from stage 1's weights: more position questions
+    shapes.set_curriculum(c, stop_at=1000)
+  else:  # from stage 1's weights
     c.init_from = STAGE1_MODEL
-    shapes.set_data(c, train_position_share=0.4)
-    shapes.set_schedule(c, total_steps=3000, lr=5e-4, warmup=100)
+    shapes.set_data(c, train_position_share=shapes.POSITION_SHARE)
+    shapes.set_schedule(c, total_steps=10_000, stop_at=5500)

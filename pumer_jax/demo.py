@@ -43,7 +43,7 @@ from pumer_jax.train import finetune
 
 ROOT = pathlib.Path(__file__).parent.parent
 # The checkpoint's last training stage: its data (validation and test are
-# the same for every stage) and a schedule without stop_at.
+# the same for both stages); distill_config replaces the schedule.
 CONFIG = str(ROOT / "configs" / "vilt_shapes.py") + ":pretrain,stage=2"
 MODEL_DIR = ROOT / "checkpoints" / "vilt_shapes"
 TARGETS = (0.80, 0.65, 0.50)

@@ -26,7 +26,8 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   Variants: method=none|pumer|tome|dynamicvit|smres; runlocal (a tiny
   model, a few steps: checks the wiring, not the accuracy); shapes (VQA
   only: train on the embedded shapes_vqa dataset instead of VQAv2);
-  shapes,pretrain (the recipe of checkpoints/meter_shapes: its README).
+  shapes,pretrain (the recipe of checkpoints/meter_shapes, whose data it
+  names; shapes,pretrain,stage=1 is the recipe's first run: its README).
 
   As in the PuMer paper, every variant (the unreduced baseline included)
   runs PuMer's METER fusion order, `model.fusion_order="text_first"`: each
@@ -38,7 +39,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   over answers as PuMer's code (`loss.vqa_reduction`).
   """
   args = parse_arg(arg, method="none", runlocal=False, shapes=False,
-                   pretrain=False)
+                   pretrain=False, stage=2)
   c = base_config("meter")
   c.task = task
   c.batch_size = 256  # METER fine-tunes VQA/VE at 512, NLVR2/retrieval 256
@@ -112,7 +113,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
     if not args.shapes:
       raise ValueError("pretrain is the embedded task's recipe: use "
                        "meter_vqa.py:shapes,pretrain.")
-    _shapes_pretrain(c, reducers)
+    _shapes_pretrain(c, reducers, args.stage)
   c.reduce = reducers[args.method]
   return c
 
@@ -129,16 +130,30 @@ SHAPES_MODEL = dict(
     **shapes_recipe.IMAGE_INIT)
 
 
-def _shapes_pretrain(c, reducers):
-  """checkpoints/meter_shapes: one 3000-step cosine run on the ViLT's data.
+SHAPES_STAGE1_MODEL = "runs/meter_shapes_s1/model"
 
-  lr 3e-4: at 1e-3 (the ViLT's) the post-LN text and fusion layers stalled
-  (loss 1.36 at step 4460, colour questions at chance); at 3e-4 the model
-  reached 84% on validation by step 1000.
+
+def _shapes_pretrain(c, reducers, stage):
+  """checkpoints/meter_shapes: two runs on the ViLT's data and curriculum.
+
+  Stage 1 (`shapes,pretrain,stage=1`): the position curriculum, 1500 steps
+  at lr 1e-4 of one-object scenes. Stage 2 (`shapes,pretrain`, the
+  default, from stage 1's model at SHAPES_STAGE1_MODEL): a 3000-step cosine
+  run at lr 3e-4 on the mixed data with 40% position questions. lr 3e-4:
+  at 1e-3 (the ViLT's) the post-LN text and fusion layers stalled (loss
+  1.36 at step 4460, colour questions at chance).
   """
+  if stage not in (1, 2):
+    raise ValueError(f"stage={stage} must be 1 (the position curriculum) "
+                     "or 2 (the main run, the default).")
   c.model.update(SHAPES_MODEL)
-  shapes_recipe.set_data(c)
-  shapes_recipe.set_schedule(c, total_steps=3000, lr=3e-4)
+  if stage == 1:
+    shapes_recipe.set_curriculum(c, stop_at=1500)
+  else:
+    c.init_from = SHAPES_STAGE1_MODEL
+    shapes_recipe.set_data(
+        c, train_position_share=shapes_recipe.POSITION_SHARE)
+    shapes_recipe.set_schedule(c, total_steps=3000, lr=3e-4)
   c.optim.lr_mults.fusion = 1.0
   c.optim.lr_mults.head = 1.0
   c.log_every = 20

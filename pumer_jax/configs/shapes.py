@@ -13,13 +13,24 @@ import ml_collections
 # patch centre and small enough to lie inside it (radii 3.9 and 6.7 px), so
 # one token carries its colour, shape and size; 2-5 objects (single-object
 # scenes mixed into train), so most patches are background. A calm
-# background, a dark outline. Position questions are relative ("is the A
-# left or right of the B?"); neither model learns them, nor the absolute
-# form (`position_question="absolute"`): see checkpoints/vilt_shapes.
+# background, a dark outline. Position questions name one object and ask
+# which half of the image it is in ("is the red circle left or right?").
 PRETRAIN_DATA = dict(
     image_size=64, num_train=30_000, num_validation=500, num_test=1000,
     object_scale=1.1, texture="calm", train_min_objects=1, patch_aligned=16,
-    outline=True)
+    outline=True, position_question="absolute")
+# The main stage draws 40% of train questions as position questions first.
+POSITION_SHARE = 0.4
+
+# The first stage of both recipes: one object per scene and only position
+# questions, at lr 1e-4. Trained from scratch on the mixed data, neither
+# model ever leaves chance on position: reading one token's place needs the
+# [CLS] to attend to that token, which gets no gradient while attention is
+# spread, and an lr of 3e-4 or more never lets it start
+# (benchmarks/results/shapes_position_plateau_lr.md). Alone and at 1e-4,
+# position is learned in about 700 steps; the main stage keeps it.
+CURRICULUM_DATA = dict(num_train=10_000, min_objects=1, max_objects=1,
+                       train_position_share=1.0)
 # Only the init of the image position table and patch embedding differs
 # from the defaults (`models/positions.py`).
 IMAGE_INIT = dict(image_position_init="sincos2d", image_position_scale=0.5,
@@ -31,6 +42,12 @@ def set_data(c: ml_collections.ConfigDict, **changes) -> None:
   c.data.unlock()
   c.data.builder_config = dict(PRETRAIN_DATA, **changes)
   c.data.lock()
+
+
+def set_curriculum(c: ml_collections.ConfigDict, *, stop_at: int) -> None:
+  """The position stage: CURRICULUM_DATA, lr 1e-4, stopped at `stop_at`."""
+  set_data(c, **CURRICULUM_DATA)
+  set_schedule(c, total_steps=10_000, stop_at=stop_at, lr=1e-4, warmup=100)
 
 
 def set_schedule(c: ml_collections.ConfigDict, *, total_steps: int,
