@@ -72,13 +72,13 @@ def batch(rng: np.random.Generator, task: str, size: int = 64):
 
 
 def steps_to_learn(scale: float, task: str, steps: int, seed: int,
-                   log_every: int = 25) -> dict:
+                   lr: float = 1e-3, log_every: int = 25) -> dict:
   model = Vilt(model_config(scale))
   rng = np.random.default_rng(seed)
   inputs, _ = batch(rng, task)
   params = flax.linen.meta.unbox(
       model.init(jax.random.PRNGKey(seed), **inputs)["params"])
-  tx = optax.adamw(1e-3, weight_decay=0.01)
+  tx = optax.adamw(lr, weight_decay=0.01)
   opt_state = tx.init(params)
 
   @jax.jit
@@ -104,7 +104,7 @@ def steps_to_learn(scale: float, task: str, steps: int, seed: int,
           and all(c["accuracy"] >= 0.95 for c in curve[-3:])):
         learned = curve[-3]["step"]
         break
-  return dict(scale=scale, task=task, seed=seed, steps=steps,
+  return dict(scale=scale, task=task, seed=seed, lr=lr, steps=steps,
               learned_at=learned, curve=curve)
 
 
@@ -112,37 +112,46 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--scales", default="0.5,1,2,4,8")
   parser.add_argument("--seeds", default="0")
+  parser.add_argument("--lrs", default="1e-3",
+                      help="AdamW learning rates, comma-separated")
   parser.add_argument("--steps", type=int, default=1500)
   parser.add_argument("--out", default="benchmarks/results")
+  parser.add_argument("--name", default="shapes_position_plateau",
+                      help="file stem of the .json and .md written to --out")
   args = parser.parse_args()
   scales = [float(s) for s in args.scales.split(",")]
   seeds = [int(s) for s in args.seeds.split(",")]
+  lrs = [float(s) for s in args.lrs.split(",")]
   runs = []
   started = time.perf_counter()
   for task in ("color", "position"):
     for scale in (scales if task == "position" else scales[:1]):
-      for seed in seeds:
-        run = steps_to_learn(scale, task, args.steps, seed)
-        runs.append(run)
-        print(f"{task:<9} scale {scale:<4} seed {seed}: learned at "
-              f"{run['learned_at'] or f'> {args.steps}'}", flush=True)
+      for lr in (lrs if task == "position" else lrs[:1]):
+        for seed in seeds:
+          run = steps_to_learn(scale, task, args.steps, seed, lr)
+          runs.append(run)
+          print(f"{task:<9} scale {scale:<4} lr {lr:g} seed {seed}: learned "
+                f"at {run['learned_at'] or f'> {args.steps}'}", flush=True)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  result = dict(steps=args.steps, seeds=seeds, runs=runs,
+  result = dict(steps=args.steps, seeds=seeds, lrs=lrs, runs=runs,
                 seconds=time.perf_counter() - started)
-  (out / "shapes_position_plateau.json").write_text(
+  (out / f"{args.name}.json").write_text(
       json.dumps(result, indent=1))
-  lines = ["# Steps to learn one object's half, by image position scale", "",
+  lines = ["# Steps to learn one object's half, by image position scale "
+           "and learning rate", "",
            f"`python benchmarks/shapes_position_plateau.py --scales "
-           f"{args.scales} --steps {args.steps} --seeds {args.seeds}`; "
-           "batch 64, AdamW 1e-3, learned = three 25-step windows at >= 95% "
+           f"{args.scales} --lrs {args.lrs} --steps {args.steps} --seeds "
+           f"{args.seeds}`; batch 64, AdamW (weight decay 0.01, constant lr), "
+           "learned = three 25-step windows at >= 95% "
            "training accuracy (fresh examples every step).", "",
-           "| task | image_position_scale | seed | learned at step |",
-           "|---|---|---|---|"]
+           "| task | image_position_scale | lr | seed | learned at step |",
+           "|---|---|---|---|---|"]
   for run in runs:
-    lines.append(f"| {run['task']} | {run['scale']} | {run['seed']} | "
+    lines.append(f"| {run['task']} | {run['scale']} | {run['lr']:g} | "
+                 f"{run['seed']} | "
                  f"{run['learned_at'] or f'not by {args.steps}'} |")
-  (out / "shapes_position_plateau.md").write_text("\n".join(lines) + "\n")
+  (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
   print("\n".join(lines))
 
 
