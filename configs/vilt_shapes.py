@@ -100,9 +100,7 @@ def _pretrain(c, stage):
   mixed data with 40% position questions, 5500 steps of a 10k-step cosine
   schedule (stop_at).
   """
-  if stage not in (1, 2):
-    raise ValueError(f"stage={stage} must be 1 (the position curriculum) "
-                     "or 2 (the main run, the default).")
+  shapes.check_stage(stage)
   c.model.update(dict(hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=256,
                       image_size=64, patch_size=16, input_size=(64, 64),

@@ -143,9 +143,7 @@ def _shapes_pretrain(c, reducers, stage):
   at 1e-3 (the ViLT's) the post-LN text and fusion layers stalled (loss
   1.36 at step 4460, colour questions at chance).
   """
-  if stage not in (1, 2):
-    raise ValueError(f"stage={stage} must be 1 (the position curriculum) "
-                     "or 2 (the main run, the default).")
+  shapes_recipe.check_stage(stage)
   c.model.update(SHAPES_MODEL)
   if stage == 1:
     shapes_recipe.set_curriculum(c, stop_at=1500)

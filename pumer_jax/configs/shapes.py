@@ -44,6 +44,13 @@ def set_data(c: ml_collections.ConfigDict, **changes) -> None:
   c.data.lock()
 
 
+def check_stage(stage: int) -> None:
+  """Raises ValueError unless `stage` is one of the recipe's two runs."""
+  if stage not in (1, 2):
+    raise ValueError(f"stage={stage} must be 1 (the position curriculum) "
+                     "or 2 (the main run, the default).")
+
+
 def set_curriculum(c: ml_collections.ConfigDict, *, stop_at: int) -> None:
   """The position stage: CURRICULUM_DATA, lr 1e-4, stopped at `stop_at`."""
   set_data(c, **CURRICULUM_DATA)
