@@ -100,7 +100,8 @@ def _pretrain(c, stage):
   mixed data with 40% position questions, 5500 steps of a 10k-step cosine
   schedule (stop_at).
   """
-  shapes.check_stage(stage)
+  shapes.check_stage(stage, {1: "the position curriculum",
+                             2: "the main run, the default"})
   c.model.update(dict(hidden_size=128, num_hidden_layers=4,
                       num_attention_heads=4, intermediate_size=256,
                       image_size=64, patch_size=16, input_size=(64, 64),

@@ -51,7 +51,7 @@ CONFIGS = {
     "vilt_vqa": ["", "method=pumer"], "vilt_ve": ["method=pumer"],
     "vilt_nlvr2": [""], "vilt_retrieval": [""],
     "meter_vqa": ["", "shapes", "runlocal", "shapes,pretrain,stage=1",
-                  "shapes,pretrain"],
+                  "shapes,pretrain,stage=2", "shapes,pretrain"],
     "meter_ve": ["method=pumer"],
     "meter_nlvr2": [""], "meter_retrieval": [""],
     "efficientvlm": ["model=vilt,stage=distill", "model=meter,stage=prune"],

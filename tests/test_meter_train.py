@@ -108,9 +108,10 @@ def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
 @pytest.mark.parametrize("name, arg, match", [
     ("meter_vqa", "pretrain", "meter_vqa.py:shapes,pretrain"),
     ("meter_ve", "shapes", "VQA only"),
-    ("meter_vqa", "shapes,pretrain,stage=0",
-     r"stage=0 must be 1 \(the position"),
-    ("vilt_shapes", "pretrain,stage=3", r"stage=3 must be 1 \(the position"),
+    ("meter_vqa", "shapes,pretrain,stage=4",
+     r"stage=4 must be one of the recipe's runs: 1 \(the general run\)"),
+    ("vilt_shapes", "pretrain,stage=3",
+     r"stage=3 must be one of the recipe's runs: 1 \(the position"),
 ])
 def test_shapes_variants_name_their_fix(name, arg, match):
   with pytest.raises(ValueError, match=match):

@@ -28,7 +28,8 @@ POSITION_SHARE = 0.4
 # [CLS] to attend to that token, which gets no gradient while attention is
 # spread, and an lr of 3e-4 or more never lets it start
 # (benchmarks/results/shapes_position_plateau_lr.md). Alone and at 1e-4,
-# position is learned in about 700 steps; the main stage keeps it.
+# position is learned in about 700 steps; the main stage keeps it. (METER
+# needs its general run first: see meter_task.py.)
 CURRICULUM_DATA = dict(num_train=10_000, min_objects=1, max_objects=1,
                        train_position_share=1.0)
 # Only the init of the image position table and patch embedding differs
@@ -44,11 +45,12 @@ def set_data(c: ml_collections.ConfigDict, **changes) -> None:
   c.data.lock()
 
 
-def check_stage(stage: int) -> None:
-  """Raises ValueError unless `stage` is one of the recipe's two runs."""
-  if stage not in (1, 2):
-    raise ValueError(f"stage={stage} must be 1 (the position curriculum) "
-                     "or 2 (the main run, the default).")
+def check_stage(stage: int, stages: dict[int, str]) -> None:
+  """Raises ValueError unless `stage` is one of a recipe's `stages`."""
+  if stage not in stages:
+    named = ", ".join(f"{k} ({v})" for k, v in stages.items())
+    raise ValueError(f"stage={stage} must be one of the recipe's runs: "
+                     f"{named}.")
 
 
 def set_curriculum(c: ml_collections.ConfigDict, *, stop_at: int) -> None:
