@@ -17,7 +17,9 @@ the image) on the embedded `shapes_vqa` dataset:
    (pareto.png) and the picture of what each reducer keeps
    (reductions.png).
 
-Re-running resumes: finished searches and trained runs are reused.
+Re-running resumes: finished searches and trained runs are reused, for the
+same model weights, data and settings only (a replaced checkpoint searches
+and trains anew).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pathlib
 import time
 
 import jax
+import numpy as np
 from absl import logging
 
 from pumer_jax import search, visualize, xla_cpu
@@ -84,13 +87,35 @@ def search_options(depth: int) -> dict[str, list[ReduceConfig] | None]:
   }
 
 
+def model_digest(model_dir: pathlib.Path) -> str:
+  """A digest of a saved model's config and weights (not of its files, whose
+  names and metadata change with every save), so that what the demo caches
+  for one model is never reused for another saved at the same path."""
+  model, variables = saved.load_model(model_dir)
+  digest = hashlib.sha1(repr(model.config).encode())
+  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
+    leaf = np.asarray(leaf)
+    digest.update(f"{jax.tree_util.keystr(path)} {leaf.dtype} "
+                  f"{leaf.shape}".encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()
+
+
+def cache_key(*parts: str) -> str:
+  return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
+
+
 def operating_points(config, model_dir, root) -> dict[str, dict]:
-  """{"method@target": best row} from the search on validation (cached)."""
-  path = root / "operating_points.json"
-  points = json.loads(path.read_text()) if path.exists() else {}
+  """{"method@target": best row} from the search on validation, cached in a
+  file named by the model's weights, the data and the search grids (another
+  model or data searches anew, beside)."""
   batches = loaders.eval_batches(config, "validation")
   options = search_options(
       finetune.build_model_config(config).num_hidden_layers)
+  path = root / "operating_points_{}.json".format(cache_key(
+      model_digest(model_dir), config.data.to_json(sort_keys=True),
+      repr(options), repr(TARGETS)))
+  points = json.loads(path.read_text()) if path.exists() else {}
   costs = {}  # shared: each schedule is costed once for all targets
   for method in SEARCHED:
     for target in TARGETS:
@@ -142,8 +167,8 @@ def dynamicvit_setting(config, model_dir, target: float) -> ReduceConfig:
 def train(config, model_dir, reduce: ReduceConfig, method: str,
           root: pathlib.Path) -> pathlib.Path:
   """A short distillation from the unreduced model, in a workdir named by
-  its config (a changed setting trains anew, beside; a finished one is
-  reused, an interrupted one resumed)."""
+  its config and the model's weights (a changed setting or model trains
+  anew, beside; a finished one is reused, an interrupted one resumed)."""
   c = config.copy_and_resolve_references()
   c.unlock()
   c.reduce = dataclasses.asdict(reduce)
@@ -155,7 +180,7 @@ def train(config, model_dir, reduce: ReduceConfig, method: str,
   c.optim.warmup_steps = DISTILL["warmup_steps"]
   c.stop_at = 0
   c.lock()
-  digest = hashlib.sha1(c.to_json(sort_keys=True).encode()).hexdigest()[:8]
+  digest = cache_key(c.to_json(sort_keys=True), model_digest(model_dir))
   workdir = root / f"trained_{method}_{digest}"
   if not (workdir / "model").exists():
     finetune.train_and_evaluate(c, workdir)
