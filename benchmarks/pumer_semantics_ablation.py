@@ -5,8 +5,8 @@ On a shipped shapes_vqa model (ViLT or METER), for three operating points
 0.50 of the unreduced model; `--targets` sets others), evaluates
 `reduce.semantics="official"` and `"sized"` on the test split, off the
 shelf and, with --train, after the same short distillation from the
-unreduced model (train.py, one run per point and semantics, skipped where
-its model exists); points that coincide are run once. Reports each VQA
+unreduced model (train.py, one run per point, semantics and model weights,
+skipped where its model exists); points that coincide are run once. Reports each VQA
 score with a 95% bootstrap interval over the test questions, the paired
 difference official - sized with its own interval, and the compiled FLOP
 ratio. Each run puts its model's report under `--name` in `--out`.{json,md}
@@ -110,6 +110,7 @@ def train_command(args, run_dir, kw, semantics) -> list[str]:
 def main(config, args):
   model_dir = pathlib.Path(args.model_dir)
   base, _ = saved.load_model(model_dir)
+  teacher = saved.weights_digest(model_dir)
   c = base.config
   image_len = (c.image_size // c.patch_size) ** 2 + 1
   text_len = config.data.text_len
@@ -132,7 +133,8 @@ def main(config, args):
                               clamp_merge=True, **kw)
         source = model_dir
         if trained:
-          run = pathlib.Path(args.runs) / f"p{int(100 * target)}_{semantics}"
+          run = pathlib.Path(args.runs) / (  # a replaced model trains anew
+              f"p{int(100 * target)}_{semantics}_{teacher[:8]}")
           if not (run / "model").exists():
             subprocess.run(train_command(args, run, kw, semantics), check=True)
           source = run / "model"

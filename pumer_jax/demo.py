@@ -32,7 +32,6 @@ import pathlib
 import time
 
 import jax
-import numpy as np
 from absl import logging
 
 from pumer_jax import search, visualize, xla_cpu
@@ -87,20 +86,6 @@ def search_options(depth: int) -> dict[str, list[ReduceConfig] | None]:
   }
 
 
-def model_digest(model_dir: pathlib.Path) -> str:
-  """A digest of a saved model's config and weights (not of its files, whose
-  names and metadata change with every save), so that what the demo caches
-  for one model is never reused for another saved at the same path."""
-  model, variables = saved.load_model(model_dir)
-  digest = hashlib.sha1(repr(model.config).encode())
-  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
-    leaf = np.asarray(leaf)
-    digest.update(f"{jax.tree_util.keystr(path)} {leaf.dtype} "
-                  f"{leaf.shape}".encode())
-    digest.update(leaf.tobytes())
-  return digest.hexdigest()
-
-
 def cache_key(*parts: str) -> str:
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
@@ -113,7 +98,7 @@ def operating_points(config, model_dir, root) -> dict[str, dict]:
   options = search_options(
       finetune.build_model_config(config).num_hidden_layers)
   path = root / "operating_points_{}.json".format(cache_key(
-      model_digest(model_dir), config.data.to_json(sort_keys=True),
+      saved.weights_digest(model_dir), config.data.to_json(sort_keys=True),
       repr(options), repr(TARGETS)))
   points = json.loads(path.read_text()) if path.exists() else {}
   costs = {}  # shared: each schedule is costed once for all targets
@@ -180,7 +165,7 @@ def train(config, model_dir, reduce: ReduceConfig, method: str,
   c.optim.warmup_steps = DISTILL["warmup_steps"]
   c.stop_at = 0
   c.lock()
-  digest = cache_key(c.to_json(sort_keys=True), model_digest(model_dir))
+  digest = cache_key(c.to_json(sort_keys=True), saved.weights_digest(model_dir))
   workdir = root / f"trained_{method}_{digest}"
   if not (workdir / "model").exists():
     finetune.train_and_evaluate(c, workdir)

@@ -9,12 +9,14 @@ Nothing is overwritten unless the caller says so.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from pumer_jax.models import ARCHITECTURES, architecture_of
@@ -110,3 +112,18 @@ def load_model(
         "incomplete. Re-run the conversion or pick an earlier checkpoint."
     ) from e
   return model, {"params": params}
+
+
+def weights_digest(model_dir: str | pathlib.Path) -> str:
+  """A hex digest of a saved model's config and weights, not of its files
+  (orbax names and stamps them anew at every save): equal for the same
+  model wherever it is saved, different for a replaced one. Caches of
+  results computed from a model key on it."""
+  model, variables = load_model(model_dir)
+  digest = hashlib.sha1(repr(model.config).encode())
+  for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]):
+    leaf = np.asarray(leaf)
+    digest.update(f"{jax.tree_util.keystr(path)} {leaf.dtype} "
+                  f"{leaf.shape}".encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()
