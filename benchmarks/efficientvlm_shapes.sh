@@ -5,7 +5,8 @@
 # bootstrap intervals) and times them in one process.
 #   benchmarks/efficientvlm_shapes.sh vilt    # teacher checkpoints/vilt_shapes
 #   benchmarks/efficientvlm_shapes.sh meter   # teacher checkpoints/meter_shapes
-# Writes runs/evlm_MODEL/ and benchmarks/results/efficientvlm_MODEL_shapes_*.
+# Writes runs/evlm_MODEL_DIGEST/ (DIGEST: the teacher's weights, so a replaced
+# teacher trains anew, beside) and benchmarks/results/efficientvlm_MODEL_shapes_*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -16,7 +17,8 @@ case $MODEL in
   *) echo "model must be vilt or meter, got $MODEL" >&2; exit 2 ;;
 esac
 TEACHER=checkpoints/${MODEL}_shapes
-R=runs/evlm_$MODEL
+DIGEST=$($PY -c "from pumer_jax.models import saved; print(saved.weights_digest('$TEACHER')[:8])")
+R=runs/evlm_${MODEL}_$DIGEST
 E="configs/efficientvlm.py:model=$MODEL"
 common=(--config.progress=False --config.distill.teacher=$TEACHER)
 
