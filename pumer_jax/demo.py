@@ -87,6 +87,7 @@ def search_options(depth: int) -> dict[str, list[ReduceConfig] | None]:
 
 
 def cache_key(*parts: str) -> str:
+  """8 hex digits naming a cached result by everything it depends on."""
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
 
