@@ -91,15 +91,16 @@ def cache_key(*parts: str) -> str:
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
 
-def operating_points(config, model_dir, root) -> dict[str, dict]:
+def operating_points(config, model_dir, weights: str, root
+                     ) -> dict[str, dict]:
   """{"method@target": best row} from the search on validation, cached in a
-  file named by the model's weights, the data and the search grids (another
-  model or data searches anew, beside)."""
+  file named by the model's `weights` digest, the data and the search grids
+  (another model or data searches anew, beside)."""
   batches = loaders.eval_batches(config, "validation")
   options = search_options(
       finetune.build_model_config(config).num_hidden_layers)
   path = root / "operating_points_{}.json".format(cache_key(
-      saved.weights_digest(model_dir), config.data.to_json(sort_keys=True),
+      weights, config.data.to_json(sort_keys=True),
       repr(options), repr(TARGETS)))
   points = json.loads(path.read_text()) if path.exists() else {}
   costs = {}  # shared: each schedule is costed once for all targets
@@ -150,10 +151,10 @@ def dynamicvit_setting(config, model_dir, target: float) -> ReduceConfig:
   return min(costs, key=lambda r: abs(costs[r] - target))
 
 
-def train(config, model_dir, reduce: ReduceConfig, method: str,
+def train(config, model_dir, weights: str, reduce: ReduceConfig, method: str,
           root: pathlib.Path) -> pathlib.Path:
   """A short distillation from the unreduced model, in a workdir named by
-  its config and the model's weights (a changed setting or model trains
+  its config and the model's `weights` digest (a changed setting or model trains
   anew, beside; a finished one is reused, an interrupted one resumed)."""
   c = config.copy_and_resolve_references()
   c.unlock()
@@ -166,7 +167,7 @@ def train(config, model_dir, reduce: ReduceConfig, method: str,
   c.optim.warmup_steps = DISTILL["warmup_steps"]
   c.stop_at = 0
   c.lock()
-  digest = cache_key(c.to_json(sort_keys=True), saved.weights_digest(model_dir))
+  digest = cache_key(c.to_json(sort_keys=True), weights)
   workdir = root / f"trained_{method}_{digest}"
   if not (workdir / "model").exists():
     finetune.train_and_evaluate(c, workdir)
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
   print(f"[demo] 1/5 shapes_vqa -> {root / 'data'}")
   builder = loaders.prepared_builder(config)
   print("[demo] 2/5 searching operating points on the validation split")
-  points = operating_points(config, model_dir, root)
+  weights = saved.weights_digest(model_dir)  # names what is cached
+  points = operating_points(config, model_dir, weights, root)
   settings = {}  # name -> (model dir, reduce, method, point, trained)
   settings["none"] = (model_dir, ReduceConfig(), "none", "1.00", False)
   for key, best in points.items():
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                          ("tome", settings[f"tome@{point}"][1]),
                          ("dynamicvit", dynamicvit_setting(
                              config, model_dir, TRAIN_POINT))):
-    trained = train(config, model_dir, reduce, method, root)
+    trained = train(config, model_dir, weights, reduce, method, root)
     settings[f"{method}@{point}+trained"] = (trained, reduce, method, point,
                                              True)
 
