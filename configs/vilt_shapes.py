@@ -38,7 +38,7 @@ REDUCERS = dict(
 
 def get_config(arg=None):
   args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
-                   stage=2)
+                   stage=2, lab="grid4")
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -71,7 +71,9 @@ def get_config(arg=None):
   c.eval.split = "test"
   c.eval.batch_size = 250
 
-  if args.pretrain:
+  if args.pretrain and args.lab == "grid12":
+    _pretrain_grid12(c, args.stage)
+  elif args.pretrain:
     _pretrain(c, args.stage)
 
   if args.runlocal:
@@ -112,3 +114,27 @@ def _pretrain(c, stage):
     c.init_from = STAGE1_MODEL
     shapes.set_data(c, train_position_share=shapes.POSITION_SHARE)
     shapes.set_schedule(c, total_steps=10_000, stop_at=5500)
+
+
+GRID12_STAGE1_MODEL = "runs/shapes_grid12_s1/model"
+
+
+def _pretrain_grid12(c, stage):
+  """The second laboratory's ViLT (checkpoints/vilt_shapes_grid12/README.md).
+
+  `pumer_jax.configs.shapes`' GRID12_MODEL on GRID12_DATA. Stage 1
+  (`lab=grid12,pretrain,stage=1`): the position curriculum, 1000 steps at lr
+  1e-4 of one-object scenes, as the first laboratory's. Stage 2
+  (`lab=grid12,pretrain`, from stage 1's model at GRID12_STAGE1_MODEL): the
+  mixed data with 40% position questions, a 6000-step cosine schedule at
+  lr 5e-4 (the 12-layer model's; the 4-layer one's is 1e-3).
+  """
+  shapes.check_stage(stage, {1: "the position curriculum",
+                             2: "the main run, the default"})
+  c.model.update(shapes.GRID12_MODEL)
+  if stage == 1:
+    shapes.set_curriculum(c, stop_at=1000, lab="grid12")
+  else:
+    c.init_from = GRID12_STAGE1_MODEL
+    shapes.set_data(c, "grid12", train_position_share=shapes.POSITION_SHARE)
+    shapes.set_schedule(c, total_steps=6000, lr=5e-4, warmup=300)

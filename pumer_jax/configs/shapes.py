@@ -38,10 +38,34 @@ IMAGE_INIT = dict(image_position_init="sincos2d", image_position_scale=0.5,
                   patch_init_std=0.05)
 
 
-def set_data(c: ml_collections.ConfigDict, **changes) -> None:
-  """Sets `c.data.builder_config` to PRETRAIN_DATA with `changes`."""
+# The second laboratory, at ViLT-B/32's geometry
+# (checkpoints/vilt_shapes_grid12): 96x96 images under 8x8 patches, a 12x12
+# grid (144 patches + the image [CLS] = 145 image tokens, as ViLT-B/32 at
+# 384x384). Objects anywhere (no patch alignment, no lattice), radii 7.9 and
+# 13.7 px (object_scale 1.5), so each spans about 2x2 to 4x4 patches; 2-5
+# per test scene cover about a quarter of the patches. Calm background,
+# dark outline, one-object position questions, as the first laboratory.
+GRID12_DATA = dict(
+    image_size=96, num_train=50_000, num_validation=500, num_test=1000,
+    object_scale=1.5, texture="calm", train_min_objects=1, patch_aligned=0,
+    outline=True, position_question="absolute")
+# Its ViLT: 12 layers (the paper's layer indices run as written), 64 wide,
+# 4 heads, MLP 128, text of 16 tokens; the first laboratory's image init.
+GRID12_MODEL = dict(
+    hidden_size=64, num_hidden_layers=12, num_attention_heads=4,
+    intermediate_size=128, image_size=96, patch_size=8, input_size=(96, 96),
+    **IMAGE_INIT)
+# Each laboratory's data, by the name the configs' `lab` variant takes.
+LAB_DATA = {"grid4": PRETRAIN_DATA, "grid12": GRID12_DATA}
+
+
+def set_data(c: ml_collections.ConfigDict, lab: str = "grid4",
+             **changes) -> None:
+  """Sets `c.data.builder_config` to the lab's data with `changes`."""
+  if lab not in LAB_DATA:
+    raise ValueError(f"lab={lab!r} must be one of {sorted(LAB_DATA)}.")
   c.data.unlock()
-  c.data.builder_config = dict(PRETRAIN_DATA, **changes)
+  c.data.builder_config = dict(LAB_DATA[lab], **changes)
   c.data.lock()
 
 
@@ -53,9 +77,10 @@ def check_stage(stage: int, stages: dict[int, str]) -> None:
                      f"{named}.")
 
 
-def set_curriculum(c: ml_collections.ConfigDict, *, stop_at: int) -> None:
+def set_curriculum(c: ml_collections.ConfigDict, *, stop_at: int,
+                   lab: str = "grid4") -> None:
   """The position stage: CURRICULUM_DATA, lr 1e-4, stopped at `stop_at`."""
-  set_data(c, **CURRICULUM_DATA)
+  set_data(c, lab, **CURRICULUM_DATA)
   set_schedule(c, total_steps=10_000, stop_at=stop_at, lr=1e-4, warmup=100)
 
 
