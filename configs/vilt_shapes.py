@@ -21,7 +21,7 @@ the accuracy it reaches.
 """
 
 from pumer_jax.configs import shapes
-from pumer_jax.configs.base import base_config, parse_arg, reduce_config
+from pumer_jax.configs.base import base_config, parse_arg, pick, reduce_config
 from pumer_jax.data.shapes_vocab import ANSWERS, VOCAB_SIZE
 
 PUMER = dict(method="pumer", layers=(1, 2), prune_ratio=0.2,
@@ -51,7 +51,7 @@ def get_config(arg=None):
       hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
       intermediate_size=256, image_size=96, patch_size=16,
       num_labels=len(ANSWERS), input_size=(96, 96)))
-  c.reduce = REDUCERS[args.method]
+  c.reduce = pick(REDUCERS, args.method, "method")
   c.reducers.update(REDUCERS)
 
   c.data.name = "shapes_vqa"

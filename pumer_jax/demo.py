@@ -1,18 +1,20 @@
 """`make demo`: the accuracy/cost trade-off of every reducer, on a laptop CPU.
 
-Starts from the shipped `checkpoints/vilt_shapes` (a tiny ViLT that reads
-the image) on the embedded `shapes_vqa` dataset:
+Starts from a shipped laboratory model (`--lab`, `LABS`) on the embedded
+`shapes_vqa` dataset:
 
 1. Generates the dataset (once; no download).
-2. Searches each off-the-shelf reducer's settings (PuMer, ToMe, SmRes) on
-   the validation split for three operating points, compiled FLOP ratios
-   of at most 0.80, 0.65 and 0.50 of the unreduced model (`search.py`).
-3. Fine-tunes PuMer, ToMe and DynamicViT at the 0.50 point for a short
-   schedule, each distilled from the unreduced model.
-4. Evaluates everything on the test split: VQA score with a 95% bootstrap
-   interval, compiled FLOP ratio, speedup (all timed in this process),
-   tokens per layer, and target recall / background share per reduction
-   layer (`evaluate/target_recall.py`).
+2. Searches every registered reducer that has a search space on the
+   validation split, for three operating points: compiled FLOP ratios of at
+   most 0.80, 0.65 and 0.50 of the unreduced model (`search.py`). A reducer
+   with parameters of its own (DynamicViT) is costed only, nearest the
+   point.
+3. Fine-tunes every reducer at the 0.50 point for the same short schedule,
+   each distilled from the unreduced model.
+4. Evaluates everything on the test split (`evaluate/tradeoff.py`): VQA
+   score with a 95% bootstrap interval, compiled FLOP ratio, speedup (all
+   timed in this process), tokens per layer, and target recall /
+   background share per reduction layer.
 5. Prints the table and writes --root/demo_results.json, the Pareto plot
    (pareto.png) and the picture of what each reducer keeps
    (reductions.png).
@@ -32,58 +34,45 @@ import pathlib
 import time
 
 import jax
-from absl import logging
 
 from pumer_jax import search, visualize, xla_cpu
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
 from pumer_jax.evaluate import report, text_only, tradeoff
 from pumer_jax.models import saved
-from pumer_jax.models.inputs import model_inputs
-from pumer_jax.reduce import ReduceConfig
+from pumer_jax.reduce import METHODS, ReduceConfig
 from pumer_jax.train import finetune
 
 ROOT = pathlib.Path(__file__).parent.parent
-# The checkpoint's last training stage: its data (validation and test are
-# the same for both stages); distill_config replaces the schedule.
-CONFIG = str(ROOT / "configs" / "vilt_shapes.py") + ":pretrain,stage=2"
-MODEL_DIR = ROOT / "checkpoints" / "vilt_shapes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Lab:
+  """A laboratory: the shipped model and the config of its data."""
+
+  config: str
+  model_dir: pathlib.Path
+  train_examples: int  # the first N of the model's train split, for tuning
+
+
+LABS = {
+    # The first laboratory: a 4x4 grid, every object inside one patch.
+    "grid4": Lab(str(ROOT / "configs" / "vilt_shapes.py") + ":pretrain",
+                 ROOT / "checkpoints" / "vilt_shapes", 4000),
+}
 TARGETS = (0.80, 0.65, 0.50)
 TRAIN_POINT = 0.50
-DEMO_TRAIN_EXAMPLES = 4000  # the first 4000 of the checkpoint's train split
 DISTILL = dict(total_steps=100, lr=1e-4, warmup_steps=10)
-SEARCHED = ("pumer", "tome", "smres")
-# As DynamicViT's reference, never before the first block: the predictor
-# scores what a block has made of the tokens.
-DYNAMICVIT_LAYERS = ((1, 2),)
-DYNAMICVIT_RATIOS = ((0.5, 0.25), (0.4, 0.2), (0.3, 0.15), (0.2, 0.1),
-                     (0.15, 0.08), (0.1, 0.05))
 
 
-def demo_config(root: pathlib.Path):
-  config = load_config(CONFIG)
+def demo_config(lab: Lab, root: pathlib.Path):
+  config = load_config(lab.config)
   config.unlock()
   config.data.data_dir = str(root / "data")
-  config.data.builder_config.num_train = DEMO_TRAIN_EXAMPLES
+  config.data.builder_config.num_train = lab.train_examples
   config.progress = False
   config.lock()
   return config
-
-
-def search_options(depth: int) -> dict[str, list[ReduceConfig] | None]:
-  """The demo's search grids (smaller than `search.candidates`' defaults)."""
-  runs = [tuple(range(a, depth - 1)) for a in range(depth - 2)]
-  runs += [tuple(range(depth - 2))]
-  return {
-      "pumer": [ReduceConfig(method="pumer", layers=layers, prune_ratio=p,
-                             image_merge_ratio=m, text_merge_ratio=0.2)
-                for layers in runs for p in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-                for m in (0.1, 0.2, 0.3)],
-      "tome": [ReduceConfig(method="tome", layers=tuple(range(a, depth)),
-                            tome_r=r)
-               for a in (0, 1) for r in range(1, 25)],
-      "smres": None,  # search.candidates: every patch-multiple resolution
-  }
 
 
 def cache_key(*parts: str) -> str:
@@ -91,74 +80,63 @@ def cache_key(*parts: str) -> str:
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:8]
 
 
+def searched_methods(model_config) -> list[str]:
+  """The registered reducers `search` can try on this model."""
+  out = []
+  for name in sorted(METHODS):
+    try:
+      search.candidates(name, model_config)
+    except ValueError:
+      continue
+    out.append(name)
+  return out
+
+
 def operating_points(config, model_dir, weights: str, root
                      ) -> dict[str, dict]:
   """{"method@target": best row} from the search on validation, cached in a
-  file named by the model's `weights` digest, the data and the search grids
-  (another model or data searches anew, beside)."""
+  file named by the model's `weights` digest, the data, the methods' search
+  spaces and the targets (another model or data searches anew, beside)."""
   batches = loaders.eval_batches(config, "validation")
-  options = search_options(
-      finetune.build_model_config(config).num_hidden_layers)
+  model_config = finetune.build_model_config(config)
+  methods = searched_methods(model_config)
+  spaces = {m: search.candidates(m, model_config) for m in methods}
   path = root / "operating_points_{}.json".format(cache_key(
-      weights, config.data.to_json(sort_keys=True),
-      repr(options), repr(TARGETS)))
+      weights, config.data.to_json(sort_keys=True), repr(spaces),
+      repr(TARGETS)))
   points = json.loads(path.read_text()) if path.exists() else {}
   costs = {}  # shared: each schedule is costed once for all targets
-  for method in SEARCHED:
+  for method in methods:
     for target in TARGETS:
       key = f"{method}@{target:.2f}"
       if key in points:
         continue
       try:
         rows = search.search(model_dir, batches, method, target, top=2,
-                             options=options[method], progress=False,
+                             options=spaces[method], progress=False,
                              cost_cache=costs)
         points[key] = rows[0]
       except ValueError as error:  # no setting reaches the budget
         points[key] = {"error": str(error)}
       path.write_text(json.dumps(points, indent=2) + "\n")
       best = points[key]
+      got = ("untrained" if best.get("score") is None
+             else f"val {100 * best['score']:.1f}%")
       print(f"[demo]   {key}: " + (best["error"] if "error" in best else
-                                    f"val {100 * best['score']:.1f}% at "
-                                    f"FLOP ratio {best['flop_ratio']:.3f}"))
+                                    f"{got} at FLOP ratio "
+                                    f"{best['flop_ratio']:.3f}"))
   return points
 
 
-def dynamicvit_setting(config, model_dir, target: float) -> ReduceConfig:
-  """DynamicViT's layers and keep ratios from a small grid: those whose
-  FLOP ratio (XLA's cost analysis, predictors untrained) is nearest
-  `target`."""
-  base, variables = saved.load_model(model_dir)
-  probe = {k: v[:8] for k, v in
-           next(iter(loaders.eval_batches(config, "validation")())).items()}
-  full = search.lowered_flops(base, variables["params"], probe)
-
-  def ratio(reduce: ReduceConfig) -> float:
-    model = type(base)(dataclasses.replace(base.config, reduce=reduce))
-    params = jax.eval_shape(lambda: model.init(
-        jax.random.PRNGKey(0), **model_inputs(probe)))["params"]
-    return search.lowered_flops(model, params, probe) / full
-
-  costs = {}
-  for layers in DYNAMICVIT_LAYERS:
-    for keep in DYNAMICVIT_RATIOS:
-      reduce = ReduceConfig(method="dynamicvit", layers=layers,
-                            keep_ratios=keep)
-      try:
-        costs[reduce] = ratio(reduce)
-      except ValueError:  # keeps no patch on this model
-        continue
-  return min(costs, key=lambda r: abs(costs[r] - target))
-
-
-def train(config, model_dir, weights: str, reduce: ReduceConfig, method: str,
+def train(config, model_dir, weights: str, reduce: ReduceConfig,
           root: pathlib.Path) -> pathlib.Path:
   """A short distillation from the unreduced model, in a workdir named by
-  its config and the model's `weights` digest (a changed setting or model trains
-  anew, beside; a finished one is reused, an interrupted one resumed)."""
+  its config and the model's `weights` digest (a changed setting or model
+  trains anew, beside; a finished one is reused, an interrupted one
+  resumed)."""
   c = config.copy_and_resolve_references()
   c.unlock()
-  c.reduce = dataclasses.asdict(reduce)
+  c.reduce = reduce.to_dict()
   c.init_from = str(model_dir)
   c.distill.teacher = str(model_dir)
   c.total_steps = DISTILL["total_steps"]
@@ -168,7 +146,7 @@ def train(config, model_dir, weights: str, reduce: ReduceConfig, method: str,
   c.stop_at = 0
   c.lock()
   digest = cache_key(c.to_json(sort_keys=True), weights)
-  workdir = root / f"trained_{method}_{digest}"
+  workdir = root / f"trained_{reduce.method}_{digest}"
   if not (workdir / "model").exists():
     finetune.train_and_evaluate(c, workdir)
   return workdir / "model"
@@ -194,77 +172,73 @@ def table(rows: list[dict], references: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--lab", default="grid4", choices=sorted(LABS))
   parser.add_argument("--root", default="runs/demo")
-  parser.add_argument("--model_dir", default=str(MODEL_DIR))
+  parser.add_argument("--model_dir", default="",
+                      help="another model of the lab's data (default: the "
+                      "lab's shipped one)")
   args = parser.parse_args(argv)
   xla_cpu.apply_fast_defaults()
-  root, model_dir = pathlib.Path(args.root), pathlib.Path(args.model_dir)
-  logging.set_verbosity(logging.WARNING)
+  lab = LABS[args.lab]
+  root = pathlib.Path(args.root) / args.lab
+  model_dir = pathlib.Path(args.model_dir or lab.model_dir)
   start = time.perf_counter()
-  config = demo_config(root)
+  config = demo_config(lab, root)
 
-  print(f"[demo] 1/5 shapes_vqa -> {root / 'data'}")
+  print(f"[demo] 1/5 shapes_vqa ({args.lab}) -> {root / 'data'}")
   builder = loaders.prepared_builder(config)
   print("[demo] 2/5 searching operating points on the validation split")
   weights = saved.weights_digest(model_dir)  # names what is cached
   points = operating_points(config, model_dir, weights, root)
-  settings = {}  # name -> (model dir, reduce, method, point, trained)
-  settings["none"] = (model_dir, ReduceConfig(), "none", "1.00", False)
+  settings = {"none": tradeoff.Setting(model_dir, ReduceConfig(), "none")}
   for key, best in points.items():
-    if "error" not in best:
+    if "error" not in best and best.get("score") is not None:
       method, point = key.split("@")
-      settings[key] = (model_dir, ReduceConfig.from_mapping(best["reduce"]),
-                       method, point, False)
+      settings[key] = tradeoff.Setting(
+          model_dir, ReduceConfig.from_mapping(best["reduce"]), method, point)
 
-  print(f"[demo] 3/5 distilling at the {TRAIN_POINT:.2f} point, "
-        f"{DISTILL['total_steps']} steps each")
   point = f"{TRAIN_POINT:.2f}"
-  pumer = settings[f"pumer@{point}"][1]
-  for method, reduce in (("pumer", pumer),
-                         ("tome", settings[f"tome@{point}"][1]),
-                         ("dynamicvit", dynamicvit_setting(
-                             config, model_dir, TRAIN_POINT))):
-    trained = train(config, model_dir, weights, reduce, method, root)
-    settings[f"{method}@{point}+trained"] = (trained, reduce, method, point,
-                                             True)
+  trainable = [k for k, best in points.items() if k.endswith("@" + point)
+               and "error" not in best]
+  print(f"[demo] 3/5 distilling at the {point} point, "
+        f"{DISTILL['total_steps']} steps each: "
+        + ", ".join(k.split("@")[0] for k in trainable))
+  for key in trainable:
+    reduce = ReduceConfig.from_mapping(points[key]["reduce"])
+    trained = train(config, model_dir, weights, reduce, root)
+    settings[f"{key}+trained"] = tradeoff.Setting(
+        trained, reduce, reduce.method, point, trained=True)
 
   print("[demo] 4/5 evaluating on the test split")
   batches = loaders.eval_batches(config, "test")
-  rows = []
-  for name, (source, reduce, method, pt, trained) in settings.items():
-    row = tradeoff.evaluate_setting(source, config, reduce, batches, "test")
-    rows.append(dict(name=name, method=method, point=pt, trained=trained,
-                     reduce=dataclasses.asdict(reduce), **row))
-  measured = tradeoff.measure_cost_and_speed(
-      {n: (s[0], s[1]) for n, s in settings.items()}, next(iter(batches())))
-  for row in rows:
-    row.update(measured[row["name"]])
-    row["flop_ratio"] = (row["flops_per_example"]
-                         / measured["none"]["flops_per_example"])
-    row["speedup"] = (row["examples_per_s"]
-                      / measured["none"]["examples_per_s"])
+  rows = tradeoff.compare(settings, batches,
+                          records=tradeoff.split_records(config, "test"))
+  tradeoff.add_ratios(rows, "none")
   references = text_only.text_only_scores(
       builder.as_data_source(split="train"),
       builder.as_data_source(split="test"))
 
   print("[demo] 5/5 table, plots")
   print("\n" + table(rows, references))
-  summary = dict(model_dir=str(model_dir), config=CONFIG, split="test",
-                 device=str(jax.devices()[0].device_kind),
+  summary = dict(lab=args.lab, model_dir=str(model_dir), config=lab.config,
+                 split="test", device=str(jax.devices()[0].device_kind),
                  resamples=tradeoff.RESAMPLES, distill=DISTILL, rows=rows,
                  references=references,
                  minutes=(time.perf_counter() - start) / 60)
   (root / "demo_results.json").write_text(json.dumps(summary, indent=2) + "\n")
   report.plot_tradeoff(rows, root / "pareto.png",
-                       "shapes_vqa test split: VQA score vs cost "
-                       "(95% bootstrap CIs)")
+                       f"shapes_vqa ({args.lab}) test split: VQA score vs "
+                       "cost (95% bootstrap CIs)")
+  # Every reducer off the shelf at the point, where it has a source map.
   shown = config.copy_and_resolve_references()
   shown.unlock()
-  for method in ("pumer", "tome"):
-    shown.reducers[method] = dataclasses.asdict(settings[f"{method}@{point}"][1])
+  drawn = []
+  for row in rows:
+    if row["point"] == point and not row["trained"] and "per_layer" in row:
+      shown.reducers[row["method"]] = row["reduce"]
+      drawn.append(row["method"])
   shown.lock()
-  visualize.draw(model_dir, shown, ["pumer", "tome"], 6,
-                 root / "reductions.png")
+  visualize.draw(model_dir, shown, drawn, 6, root / "reductions.png")
   minutes = (time.perf_counter() - start) / 60
   print(f"\n[demo] done in {minutes:.1f} min: {root / 'demo_results.json'}, "
         f"{root / 'pareto.png'}, {root / 'reductions.png'}")

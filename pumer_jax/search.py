@@ -3,8 +3,9 @@ r"""`python -m pumer_jax.search`: a reducer's most accurate schedule under a FLO
   python -m pumer_jax.search --model_dir checkpoints/vilt_shapes --method pumer \
       --flop_ratio 0.5 [--config configs/vilt_shapes.py:pretrain] [--split validation]
 
-Enumerates the method's settings (PuMer: reduce layers and p, m, t; ToMe:
-layers and a constant r; SmRes: the input resolution), measures each
+Enumerates the method's settings (its `search_space`: PuMer's reduce layers
+and p, m, t; ToMe's layers and a constant r; SmRes's input resolution; ...),
+measures each
 schedule's FLOP ratio from XLA's `cost_analysis()` (of the lowered program
 while screening, cached by schedule: settings with the same token counts
 are costed once; of the compiled one for the rows reported), keeps those
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import pathlib
 from collections.abc import Callable, Iterable
@@ -28,15 +28,10 @@ from tqdm import tqdm
 
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders
-from pumer_jax.evaluate import tradeoff
+from pumer_jax.evaluate import score as scoring
 from pumer_jax.models import ViltConfig, saved
-from pumer_jax.models.inputs import model_inputs
-from pumer_jax.reduce import ReduceConfig
+from pumer_jax.reduce import METHODS, Geometry, ReduceConfig, method_class
 
-SEARCHABLE = ("pumer", "tome", "smres")
-PRUNE_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-MERGE_RATIOS = (0.1, 0.2, 0.3)
-TEXT_MERGE_RATIOS = (0.0, 0.2)
 # Settings whose token-count proxy is more than PROXY_WINDOW[1] over the
 # budget are not costed, and costing stops PROXY_WINDOW[0] below the
 # cheapest schedule kept (the proxy ignores the quadratic attention and the
@@ -50,59 +45,65 @@ def reducible_depth(config) -> int:
           else config.num_fusion_layers)
 
 
+def _geometry(config, text_len: int = 1) -> tuple[Geometry, tuple[int, int]]:
+  """The model's reducible geometry and its input (H, W)."""
+  hw = tuple(config.input_size or (config.image_size, config.image_size))
+  image_len = (hw[0] // config.patch_size) * (hw[1] // config.patch_size) + 1
+  arch = "vilt" if isinstance(config, ViltConfig) else "meter"
+  return (Geometry(arch, reducible_depth(config), image_len, text_len,
+                   config.patch_size), hw)
+
+
+def searchable() -> tuple[str, ...]:
+  """The registered methods with a search space."""
+  probe = Geometry("vilt", 4, 17, 8, 16)
+  return tuple(sorted(name for name, cls in METHODS.items()
+                      if cls.search_space(probe, (64, 64))))
+
+
 def candidates(method: str, config) -> list[ReduceConfig]:
-  """Every setting the search tries for `method` on a model `config`."""
-  if method not in SEARCHABLE:
-    raise ValueError(f"--method {method!r} is not searchable; use one of "
-                     f"{SEARCHABLE} (DynamicViT's keep ratios need training).")
-  depth = reducible_depth(config)
-  if method == "pumer":
-    # Runs of consecutive layers that leave the last layer unreduced.
-    runs = [tuple(range(a, b)) for a in range(depth - 1)
-            for b in range(a + 1, depth)]
-    return [ReduceConfig(method="pumer", layers=layers, prune_ratio=p,
-                         image_merge_ratio=m, text_merge_ratio=t)
-            for layers, p, m, t in itertools.product(
-                runs, PRUNE_RATIOS, MERGE_RATIOS, TEXT_MERGE_RATIOS)]
-  if method == "tome":
-    starts = range(depth)
-    return [ReduceConfig(method="tome", layers=tuple(range(s, depth)),
-                         tome_r=r)
-            for s in starts for r in range(1, 33)]
-  if method == "smres":
-    full = config.input_size or (config.image_size, config.image_size)
-    step = config.patch_size
-    return [ReduceConfig(method="smres", smres_size=(h, h * full[1] // full[0]))
-            for h in range(full[0] - step, step - 1, -step)
-            if (h * full[1] // full[0]) % step == 0]
+  """Every setting the search tries for `method` on a model `config`
+  (the method's `search_space`)."""
+  options = (method_class(method).search_space(*_geometry(config))
+             if config is not None else [])
+  if not options:
+    raise ValueError(f"--method {method!r} is not searchable on this model; "
+                     f"use one of {searchable()}.")
+  return options
 
 
-def _cost_key(reduce: ReduceConfig, config, batch) -> tuple[Any, float]:
+def _cost_key(reduce: ReduceConfig, config, text_len: int
+              ) -> tuple[Any, float]:
   """(what the compiled program depends on, the token-count FLOP proxy):
   settings with the same token counts compile to the same program."""
-  image = (config.image_size // config.patch_size) ** 2 + 1
-  text = batch["input_ids"].shape[1]
-  if reduce.method == "smres":
-    h, w = reduce.smres_size
-    small = (h // config.patch_size) * (w // config.patch_size) + 1
-    return ("smres", reduce.smres_size), (small + text) / (image + text)
+  geometry, _ = _geometry(config, text_len)
   try:
     schedule = dataclasses.replace(config, reduce=reduce).schedule(
-        image, batch["input_ids"].shape[1])
+        geometry.image_len, text_len)
   except ValueError:
     return None, 1.0  # a count the method refuses (merging past the cap)
-  return (reduce.method, schedule.steps), schedule.flops_proxy()
+  return ((reduce.method, schedule.image_len, schedule.steps),
+          schedule.flops_proxy(geometry.image_len))
 
 
 def lowered_flops(model, params, batch: dict) -> float:
   """FLOPs of `model` on `batch` from XLA's cost analysis of the lowered
   program: no compile, and `params` may be abstract (`jax.eval_shape`),
-  so settings with extra parameters (DynamicViT) are costed untrained."""
-  forward = jax.jit(lambda p, b: model.apply({"params": p},
-                                             **model_inputs(b))["logits"])
-  cost = forward.lower(params, batch).cost_analysis()
+  so a reducer with parameters of its own is costed untrained."""
+  cost = scoring.forward(model).lower(params, batch).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost["flops"])
+
+
+def _params_for(model, params, probe):
+  """`params`, or (a reducer with its own parameters) the abstract tree of
+  the whole model: costing needs shapes only."""
+  if not model.config.reduce.param_stages():
+    return params
+  return jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), **{k: probe[k] for k in
+                                ("input_ids", "attention_mask",
+                                 "pixel_values") if k in probe}))["params"]
 
 
 def search(model_dir, make_batches: Callable[[], Iterable[dict]],
@@ -119,6 +120,10 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   rows returned carry the compiled program's FLOP ratio. Returns rows
   sorted by accuracy (then by lower FLOP ratio), each with the setting,
   its FLOP ratio and its mean VQA score / accuracy.
+
+  A method with parameters of its own (DynamicViT's predictors) has no
+  accuracy off the shelf: its rows are every costed setting, nearest the
+  budget first, with `score` None (train the one you pick).
   """
   if not 0.0 < flop_ratio <= 1.0:
     raise ValueError(f"--flop_ratio={flop_ratio} must be in (0, 1].")
@@ -130,24 +135,27 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
 
   def flops(reduce: ReduceConfig) -> float:
     model = type(base)(dataclasses.replace(base.config, reduce=reduce))
-    return lowered_flops(model, params, probe)
+    return lowered_flops(model, _params_for(model, params, probe), probe)
 
   full = cost_cache.setdefault("none", flops(ReduceConfig()))
   options = options or candidates(method, base.config)
-  keyed = [(*_cost_key(r, base.config, batch), r) for r in options]
+  text_len = batch["input_ids"].shape[1]
+  keyed = [(*_cost_key(r, base.config, text_len), r) for r in options]
   keyed = [k for k in keyed if k[0] is not None]
   if not keyed:
     raise ValueError(f"no {method} setting is valid for this model.")
+  trained_only = bool(keyed[0][2].param_stages())
   # Cost settings from the most expensive (by proxy) down, skipping those
   # the proxy puts far over budget, until `top` distinct schedules fit and
   # the proxy has fallen clearly below the cheapest of them.
   keyed.sort(key=lambda k: -k[1])
   within: dict[Any, tuple[float, ReduceConfig]] = {}
+  costed: dict[Any, tuple[float, ReduceConfig]] = {}
   cheapest = None
   bar = tqdm(total=len(keyed), desc=f"{method}: FLOPs", disable=not progress)
   for key, proxy, reduce in keyed:
     bar.update()
-    if proxy - flop_ratio > PROXY_WINDOW[1]:
+    if proxy - flop_ratio > PROXY_WINDOW[1] and not trained_only:
       continue
     if (len(within) >= top and proxy - min(r for r, _ in within.values())
         < PROXY_WINDOW[0]):
@@ -155,10 +163,16 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
     if key not in cost_cache:
       cost_cache[key] = flops(reduce) / full
     ratio = cost_cache[key]
+    costed.setdefault(key, (ratio, reduce))
     cheapest = ratio if cheapest is None else min(cheapest, ratio)
     if ratio <= flop_ratio and key not in within:
       within[key] = (ratio, reduce)
   bar.close()
+  if trained_only:  # nearest the budget first: no accuracy to rank by
+    nearest = sorted(costed.values(), key=lambda p: abs(p[0] - flop_ratio))
+    return [dict(reduce=r.to_dict(), flop_ratio=ratio,
+                 screened_flop_ratio=ratio, score=None)
+            for ratio, r in nearest[:top]]
   if not within:
     if cheapest is None:  # all over budget by proxy: cost the cheapest one
       key, _, reduce = keyed[-1]
@@ -174,7 +188,7 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   for ratio, reduce in tqdm(chosen, desc=f"{method}: accuracy",
                             disable=not progress):
     score, flops_per_example = evaluate(model_dir, reduce, make_batches)
-    rows.append(dict(reduce=dataclasses.asdict(reduce),
+    rows.append(dict(reduce=reduce.to_dict(),
                      flop_ratio=flops_per_example / cost_cache["none@compiled"],
                      screened_flop_ratio=ratio, score=score))
   return sorted(rows, key=lambda r: (-r["score"], r["flop_ratio"]))
@@ -184,14 +198,14 @@ def evaluate(model_dir, reduce: ReduceConfig,
              make_batches: Callable[[], Iterable[dict]]) -> tuple[float, float]:
   """(mean VQA score or accuracy, compiled FLOPs per example) of the model
   under `reduce`."""
-  scores, flops, _ = tradeoff.question_scores(model_dir, reduce, make_batches)
-  return float(scores.mean()), flops
+  got = scoring.score(model_dir, make_batches, reduce=reduce)
+  return got.mean, got.flops_per_example
 
 
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model_dir", required=True)
-  parser.add_argument("--method", required=True, choices=SEARCHABLE)
+  parser.add_argument("--method", required=True, choices=searchable())
   parser.add_argument("--flop_ratio", type=float, required=True)
   parser.add_argument("--config", default="configs/vilt_shapes.py:pretrain",
                       help="the config file (and variant) of the model's data")
@@ -205,9 +219,9 @@ def main(argv=None) -> list[dict]:
                 args.method, args.flop_ratio, top=args.top)
   print(f"{'score':>7} {'FLOPs':>6}  setting")
   for r in rows:
-    setting = {k: v for k, v in r["reduce"].items()
-               if v != getattr(ReduceConfig(), k) or k == "method"}
-    print(f"{100 * r['score']:6.1f}% {r['flop_ratio']:6.3f}  {setting}")
+    reduce = ReduceConfig.from_mapping(r["reduce"])
+    shown = "untrained" if r["score"] is None else f"{100 * r['score']:6.1f}%"
+    print(f"{shown:>7} {r['flop_ratio']:6.3f}  {reduce.describe()}")
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
   return rows

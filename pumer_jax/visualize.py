@@ -18,7 +18,6 @@ import argparse
 import pathlib
 import textwrap
 
-import jax
 import matplotlib.colors
 import matplotlib.patches as mpatches
 import numpy as np
@@ -27,10 +26,10 @@ from matplotlib.figure import Figure
 
 from pumer_jax.configs.base import load_config
 from pumer_jax.data import loaders, shapes_vqa
-from pumer_jax.evaluate.runner import reducer_for
+from pumer_jax.evaluate import score as scoring
+from pumer_jax.evaluate.runner import check_reducer_params, reducer_for
 from pumer_jax.evaluate.target_recall import model_layers, objects_from_record
 from pumer_jax.models import ViltConfig, saved
-from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig
 
 PRUNED_GREY = np.array([0.55, 0.55, 0.55])
@@ -83,16 +82,16 @@ def outline(ax, obj) -> None:
 
 def _forward(model_dir, reduce: ReduceConfig):
   """The tracked forward: logits, and `sources`, one map per reduction."""
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  apply = jax.jit(lambda p, b: model.apply(
-      {"params": p}, **model_inputs(b), track_source=True))
+  model, variables = scoring.load(model_dir, reduce)
+  apply = scoring.forward(model, track_source=True)
   return model, lambda b: apply(variables["params"], b)
 
 
 def draw(model_dir, config, methods: list[str], examples: int, out,
          split: str = "test") -> pathlib.Path:
   """Writes the picture to `out` and returns its path."""
-  base, _ = saved.load_model(model_dir)
+  base, base_variables = saved.load_model(model_dir)
+  base_params = base_variables["params"]
   c = base.config
   if not isinstance(c, ViltConfig):
     raise ValueError("visualize draws ViLT's [text; image] source maps; "
@@ -108,13 +107,15 @@ def draw(model_dir, config, methods: list[str], examples: int, out,
   panels = []  # per method and layer: (title, source [B, N, N0], answers)
   for name in methods:
     reduce = reducer_for(name, config, c.reduce)
-    if reduce.method in ("none", "smres", "dynamicvit"):
-      raise ValueError(f"method {name!r} ({reduce.method}) has no source "
-                       "map to draw; use pumer or tome.")
-    model, forward = _forward(model_dir, reduce)
+    layers = model_layers(c.replace(reduce=reduce), text_len)
+    if not layers:
+      raise ValueError(f"method {name!r} ({reduce.method}) reduces no "
+                       "tokens inside the model: there is no source map to "
+                       "draw.")
+    check_reducer_params(name, reduce, base_params, model_dir)
+    _, forward = _forward(model_dir, reduce)
     result = forward(batch)  # one pass: every reduction layer's source map
     final = answers(result)
-    layers = model_layers(model.config, text_len)
     for layer, source in zip(layers, result["sources"]):
       panels.append((f"{name} after layer {layer}", np.asarray(source),
                      final))

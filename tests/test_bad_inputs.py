@@ -21,7 +21,7 @@ from pumer_jax.convert import fit_to_model, load_state_dict
 from pumer_jax.data import loaders, pipeline, shapes_vqa, vqa_v2
 from pumer_jax.models import MeterConfig, ReduceConfig, Vilt, ViltConfig, saved
 from pumer_jax.models.vilt import example_inputs
-from pumer_jax.reduce import ReductionSchedule, bipartite_merge, topk_keep
+from pumer_jax.reduce import Geometry, bipartite_merge, topk_keep
 from pumer_jax.train.finetune import task_term
 from train_fixtures import tiny_config
 
@@ -155,9 +155,7 @@ CASES = {
         ValueError, "example 0: .* masks the first text"),
     # Reducer settings and the pure functions.
     "ratio outside [0, 1)": (
-        lambda c: ReductionSchedule.build("pumer", depth=2, image_len=5,
-                                          text_len=6, layers=(1,),
-                                          prune_ratio=1.0),
+        lambda c: ReduceConfig(method="pumer", layers=(1,), prune_ratio=1.0),
         ValueError, r"prune_ratio=1.0 must be in \[0, 1\)"),
     "reduction layer past the depth": (
         lambda c: apply(c, Vilt(CONFIG.replace(reduce=ReduceConfig(
@@ -178,9 +176,9 @@ CASES = {
         lambda c: task_term("vqa", "max"),
         ValueError, "loss.vqa_reduction='max' must be one of"),
     "DynamicViT keeping no patch": (
-        lambda c: ReductionSchedule.build("dynamicvit", depth=2, image_len=5,
-                                          text_len=6, layers=(1,),
-                                          keep_ratios=(0.2,)),
+        lambda c: ReduceConfig(method="dynamicvit", layers=(1,),
+                               keep_ratios=(0.2,)).schedule(
+                                   Geometry("vilt", 2, 5, 6)),
         ValueError, "keeps int.* = 0 image patches"),
     "misspelt reducer key": (
         lambda c: ReduceConfig.from_mapping({"prune_ration": 0.1}),

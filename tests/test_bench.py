@@ -151,14 +151,14 @@ def test_cli_writes_json_bfloat16(tmp_path, capsys):
 
 
 def test_cli_sweep_with_eval_results(tmp_path):
-  records = [
-      {"method": "none", "reduce": {}, "accuracy": 0.70},
-      {"method": "pumer", "accuracy": 0.69,
-       "reduce": {"layers": [1], "prune_ratio": 0.2,
+  records = [  # eval.py's report (its other keys omitted)
+      {"method": "none", "reduce": {"method": "none"}, "value": 0.70},
+      {"method": "pumer", "value": 0.69,
+       "reduce": {"method": "pumer", "layers": [1], "prune_ratio": 0.2,
                   "image_merge_ratio": 0.3, "text_merge_ratio": 0.2}},
   ]
   eval_path = tmp_path / "eval.json"
-  eval_path.write_text(json.dumps(records))
+  eval_path.write_text(json.dumps({"task": "vqa", "results": records}))
   cli.main(["--preset", "tiny", "--sweep", "--eval_results",
               str(eval_path), "--out", str(tmp_path), "--repeats", "1",
               "--warmup", "0", "--no_progress"])
@@ -197,18 +197,25 @@ def test_grid_skips_settings_the_model_cannot_run():
       check)
   assert len(methods) == 2 and len(skipped) == 2
   assert all(r.image_merge_ratio == 0.3 for r in methods.values())
-  with pytest.raises(ValueError, match="unknown ReduceConfig fields"):
+  with pytest.raises(ValueError, match="does not take"):
     pareto.grid_methods(base, {"ratio": (0.1,)}, check)
 
 
 def test_eval_results_errors(tmp_path):
   path = tmp_path / "e.json"
-  path.write_text(json.dumps([{"method": "pumer",
-                               "reduce": {"method": "tome"},
-                               "accuracy": 0.5}]))
-  with pytest.raises(ValueError, match="record 0"):
+  path.write_text(json.dumps([{"reduce": {}, "value": 0.5}]))
+  with pytest.raises(ValueError, match="expected eval.py's report"):
     pareto.load_eval_results(path)
-  path.write_text(json.dumps([{"reduce": {}, "accuracy": 0.5}] * 2))
+  record = lambda **r: json.dumps({"results": [r]})
+  path.write_text(record(reduce={"method": "tome"}, accuracy=0.5))
+  with pytest.raises(ValueError, match=r"results\[0\] needs 'reduce' and "
+                     "'value'"):
+    pareto.load_eval_results(path)
+  path.write_text(record(reduce={"method": "tome", "prune_ratio": 0.1},
+                         value=0.5))
+  with pytest.raises(ValueError, match=r"results\[0\]: .*unknown keys"):
+    pareto.load_eval_results(path)
+  path.write_text(json.dumps({"results": [{"reduce": {}, "value": 0.5}] * 2}))
   with pytest.raises(ValueError, match="repeats the setting"):
     pareto.load_eval_results(path)
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from pumer_jax.data.loaders import RetrievalBatches
+from pumer_jax.bench import pareto
 from pumer_jax.evaluate import metrics, runner
+from pumer_jax.evaluate import report as report_lib
 from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.train import finetune, optim, sharding
@@ -64,7 +66,7 @@ def saved_model(tmp_path_factory):
   return directory, model, params
 
 
-def test_evaluate_counts_each_example_once_per_method(saved_model):
+def test_evaluate_counts_each_example_once_per_method(saved_model, tmp_path):
   directory, model, params = saved_model
   config = tiny_config()
   make_batches = padded_batches()
@@ -85,13 +87,20 @@ def test_evaluate_counts_each_example_once_per_method(saved_model):
     assert by_method[name]["flop_ratio"] < 1.0
     assert by_method[name]["tokens_per_layer"][-1] < 25
   assert by_method["pumer"]["reduce"]["method"] == "pumer"
+  # What eval.py writes is what `bench --sweep --eval_results` reads.
+  path = tmp_path / "eval_test.json"
+  report_lib.write_report(report, path)
+  read = pareto.load_eval_results(path)
+  assert [r.method for r, _ in read] == ["none", "pumer", "tome"]
+  assert [v for _, v in read] == [r["value"] for r in report["results"]]
 
 
 def test_unknown_method_and_missing_predictors(saved_model):
   directory, _, _ = saved_model
   with pytest.raises(ValueError, match="config.reducers has no such entry"):
     runner.evaluate(directory, tiny_config(), padded_batches(), ["magic"])
-  with pytest.raises(ValueError, match="keep predictors"):
+  with pytest.raises(ValueError, match=r"needs trained parameters "
+                     r"\(keep_predictor_\*\)"):
     runner.evaluate(directory, tiny_config(), padded_batches(),
                       ["dynamicvit"])
   with pytest.raises(FileNotFoundError, match="not a model checkpoint"):

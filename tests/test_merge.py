@@ -76,7 +76,7 @@ def random_tokens(rng, batch, n, dim, pad_frac=0.0):
 def test_matches_numpy_reference(scatter, protect_first, n, r, pad_frac):
   rng = np.random.default_rng(n * 100 + r)
   x, metric, size = random_tokens(rng, 3, n, 5, pad_frac)
-  got_x, got_s = bipartite_merge(
+  got_x, got_s, *_ = bipartite_merge(
       jnp.asarray(x), jnp.asarray(metric), jnp.asarray(size), r,
       protect_first=protect_first, scatter=scatter,
   )
@@ -92,7 +92,7 @@ def test_hand_computed_merge():
   x = jnp.array([[[10.0], [1.0], [2.0], [4.0]]])
   metric = jnp.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.1]]])
   size = jnp.array([[1.0, 1.0, 1.0, 3.0]])
-  out_x, out_s = bipartite_merge(x, metric, size, 1)
+  out_x, out_s, *_ = bipartite_merge(x, metric, size, 1)
   # CLS (0) is protected, so 2 merges into 3: (2*1 + 4*3) / 4 = 3.5.
   np.testing.assert_allclose(out_x[0, :, 0], [10.0, 1.0, 3.5])
   np.testing.assert_allclose(out_s[0], [1.0, 1.0, 4.0])
@@ -110,7 +110,7 @@ def test_conservation_and_padding(n, dim, data, seed, protect, pad_frac):
   x, metric, size = random_tokens(rng, 2, n, dim, pad_frac)
   x[size == 0] = 1e6  # garbage in padding slots must never leak
   source = init_source(2, n)
-  out_x, out_s, out_src = bipartite_merge(
+  out_x, out_s, out_src, _ = bipartite_merge(
       jnp.asarray(x), jnp.asarray(metric), jnp.asarray(size), r,
       protect_first=protect, source=source,
   )
@@ -141,7 +141,7 @@ def test_conservation_and_padding(n, dim, data, seed, protect, pad_frac):
 def test_r_zero_is_identity():
   rng = np.random.default_rng(0)
   x, metric, size = map(jnp.asarray, random_tokens(rng, 2, 7, 3))
-  out_x, out_s = bipartite_merge(x, metric, size, 0)
+  out_x, out_s, *_ = bipartite_merge(x, metric, size, 0)
   assert out_x is x and out_s is size
 
 
@@ -160,7 +160,7 @@ def test_jit_vmap_grad_and_no_retrace(scatter):
   @jax.jit
   def f(x, metric, size):
     traces.append(1)
-    out_x, out_s = bipartite_merge(x, metric, size, 4, scatter=scatter)
+    out_x, out_s, *_ = bipartite_merge(x, metric, size, 4, scatter=scatter)
     return (out_x * out_s[..., None]).sum(), out_x
 
   rng = np.random.default_rng(1)
@@ -178,13 +178,13 @@ def test_jit_vmap_grad_and_no_retrace(scatter):
   batched = jax.vmap(lambda x, m, s: bipartite_merge(x, m, s, 4,
                                                      scatter=scatter))
   stacked = tuple(jnp.stack([a, a]) for a in args)
-  out_x, _ = batched(*stacked)
+  out_x = batched(*stacked).x
   np.testing.assert_allclose(out_x[0], f(*args)[1], rtol=1e-6)
 
 
 def test_bfloat16_tokens_keep_dtype():
   rng = np.random.default_rng(2)
   x, metric, size = random_tokens(rng, 2, 10, 4)
-  out_x, out_s = bipartite_merge(jnp.asarray(x, jnp.bfloat16),
+  out_x, out_s, *_ = bipartite_merge(jnp.asarray(x, jnp.bfloat16),
                                  jnp.asarray(metric), jnp.asarray(size), 3)
   assert out_x.dtype == jnp.bfloat16 and out_s.dtype == jnp.float32

@@ -90,7 +90,7 @@ def test_meter_vqa_counts_follow_the_schedule():
                         max_position_embeddings=40)
   reduce = ReduceConfig(method="pumer", layers=(0, 1, 2, 3), prune_ratio=0.2,
                         image_merge_ratio=0.2, text_merge_ratio=0.2)
-  schedule = reduce.schedule(6, 577, 32)
+  schedule = config.replace(reduce=reduce).schedule(577, 32)
   assert [(s.image_out, s.text_out) for s in schedule.steps] == [
       (347, 26), (209, 21), (125, 17), (75, 14)]
   model = Meter(config.replace(reduce=reduce))
@@ -112,7 +112,7 @@ def test_pumer_conserves_kept_image_size(params):
   inputs = batch()
   reduce = REDUCERS["pumer"]
   out = apply(reduce, params, inputs, track_source=True)
-  schedule = reduce.schedule(BASE.num_fusion_layers, 25, 10)
+  schedule = BASE.replace(reduce=reduce).schedule(25, 10)
   li = 1 + 4 * 6
   pruned = sum(s.prune for s in schedule.steps)
   assert out["size"].shape == (3, schedule.steps[-1].image_out)
@@ -137,7 +137,7 @@ def test_every_method_jits_and_differentiates(params, method):
     out = model.apply({"params": p}, **inputs, train=True,
                       rngs={"dropout": jax.random.PRNGKey(1),
                             "gumbel": jax.random.PRNGKey(2)})
-    aux = sum(f.sum() for f in out.get("keep_fractions", ()))
+    aux = sum(f.sum() for f in out.get("reducer_aux", ()))
     return out["logits"].sum() + aux
 
   grads = jax.jit(jax.grad(loss))(p)

@@ -30,12 +30,12 @@ def test_prune_keeps_top_tokens_and_cls():
   attn[0, :, 2] = [0.0, 0.0, 0.0, 0.0, 1.0]  # padding prefers token 4
   x = jnp.arange(5, dtype=jnp.float32).reshape(1, 5, 1) * 10
   size = jnp.array([[1.0, 2.0, 1.0, 1.0, 3.0]])
-  out_x, out_s = text_informed_prune(x, size, jnp.asarray(attn),
+  out_x, out_s, *_ = text_informed_prune(x, size, jnp.asarray(attn),
                                      jnp.array([[1.0, 1.0, 0.0]]), keep=3)
   # CLS (score 0) kept first, then tokens 2 and 3 by score; 4 is dropped.
   np.testing.assert_array_equal(out_x[0, :, 0], [0.0, 20.0, 30.0])
   np.testing.assert_array_equal(out_s[0], [1.0, 1.0, 1.0])
-  unprotected, _ = text_informed_prune(
+  unprotected, _, *_ = text_informed_prune(
       x, size, jnp.asarray(attn), jnp.array([[1.0, 1.0, 0.0]]), keep=3,
       protect_cls=False)
   np.testing.assert_array_equal(unprotected[0, :, 0], [20.0, 30.0, 10.0])
@@ -45,7 +45,7 @@ def test_padding_never_displaces_real_tokens():
   x = jnp.ones((1, 4, 2))
   size = jnp.array([[1.0, 0.0, 1.0, 1.0]])
   scores = jnp.array([[0.0, 5.0, 0.0, 0.0]])  # padding scores high
-  _, out_s = topk_keep(x, size, scores, 3)
+  _, out_s, *_ = topk_keep(x, size, scores, 3)
   np.testing.assert_array_equal(out_s, [[1.0, 1.0, 1.0]])
 
 
@@ -53,7 +53,7 @@ def test_keep_all_is_identity_and_bad_keep_raises():
   x = jnp.ones((2, 4, 3))
   size = jnp.ones((2, 4))
   attn = jnp.ones((2, 1, 2, 4)) / 4
-  out_x, out_s = text_informed_prune(x, size, attn, jnp.ones((2, 2)), keep=4)
+  out_x, out_s, *_ = text_informed_prune(x, size, attn, jnp.ones((2, 2)), keep=4)
   assert out_x is x and out_s is size
   for bad in (0, 5):
     with pytest.raises(ValueError, match="keep"):
@@ -68,7 +68,7 @@ def test_source_follows_and_grad_flows_to_kept_tokens():
   attn = jax.nn.softmax(jnp.asarray(rng.normal(size=(2, 2, 4, 6))), -1)
   text_size = jnp.array([[1.0, 1, 1, 0], [1, 1, 0, 0]])
   source = jnp.broadcast_to(jnp.eye(6), (2, 6, 6))
-  out_x, _, out_src = text_informed_prune(x, jnp.ones((2, 6)), attn,
+  out_x, _, out_src, _ = text_informed_prune(x, jnp.ones((2, 6)), attn,
                                           text_size, 4, source=source)
   np.testing.assert_allclose(jnp.einsum("bkn,bnd->bkd", out_src, x), out_x)
 

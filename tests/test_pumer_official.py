@@ -15,7 +15,7 @@ import torch
 
 from pumer_jax.convert import vilt_from_hf
 from pumer_jax.models import ReduceConfig
-from pumer_jax.reduce import ReductionSchedule
+from pumer_jax.reduce import Geometry
 from tests.test_vilt_parity import inputs, save_random_hf_model, to_nhwc
 
 EPS = 1e-6
@@ -135,8 +135,9 @@ def test_official_pumer_equals_pytorch_reference(tmp_path, case):
 
 
 def test_official_edge_rules_in_the_schedule():
-  build = lambda **kw: ReductionSchedule.build(
-      "pumer", depth=4, image_len=17, text_len=10, semantics="official", **kw)
+  build = lambda arch="vilt", **kw: ReduceConfig(
+      method="pumer", semantics="official", **kw).schedule(
+          Geometry(arch, 4, 17, 10))
   # A prune count that rounds to 0 reduces nothing, merges included.
   assert build(layers=(0,), prune_ratio=0.02, image_merge_ratio=0.3,
                text_merge_ratio=0.3).steps == ()
@@ -148,9 +149,8 @@ def test_official_edge_rules_in_the_schedule():
                text_merge_ratio=0.9).steps[0]
   assert (step.keep, step.merge_image, step.merge_text) == (15, 7, 4)
   # METER's reference keeps the unpruned image when it merges none of it.
-  meter = ReductionSchedule.build(
-      "pumer", depth=4, image_len=17, text_len=10, semantics="official",
-      arch="meter", layers=(0,), prune_ratio=0.2, image_merge_ratio=0.0)
+  meter = build(arch="meter", layers=(0,), prune_ratio=0.2,
+                image_merge_ratio=0.0)
   assert (meter.steps[0].keep, meter.steps[0].image_out) == (17, 17)
   with pytest.raises(ValueError, match="semantics"):
     ReduceConfig(method="pumer", semantics="exact")

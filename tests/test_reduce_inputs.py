@@ -33,6 +33,8 @@ def calls(rng, dtype, batch, n, r_frac):
       ("bipartite_merge", reduce.bipartite_merge,
        (a(batch, n, 4), a(batch, n, 3), size, r),
        dict(source=reduce.init_source(batch, n))),
+      ("bipartite_matching", reduce.bipartite_matching,
+       (a(batch, n, 3), r), dict(size=size)),
       ("topk_keep", reduce.topk_keep, (a(batch, n, 4), size, a(batch, n), keep),
        {}),
       ("text_image_scores", reduce.text_image_scores,
@@ -70,5 +72,8 @@ def test_every_public_array_function_is_covered():
   covered = {name for name, *_ in calls(np.random.default_rng(0), np.float32,
                                           1, 5, 0.5)}
   not_arrays = {"ReduceConfig", "ReductionSchedule", "LayerCounts",
-                "init_source", "merge_cap"}
+                "init_source", "merge_cap", "METHODS", "method_class",
+                "register", "methods", "Assignment", "Tokens", "Where",
+                "Needs", "Param", "Geometry", "Context", "AttentionRule",
+                "AttentionView"}
   assert set(reduce.__all__) - not_arrays == covered

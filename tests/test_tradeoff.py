@@ -16,9 +16,9 @@ def test_bootstrap_interval_properties():
 
 
 def test_tradeoff_plot_is_written(tmp_path):
-  row = lambda m, s, f, x, t=False: dict(method=m, vqa_score=s,
-                                         ci95=(s - 0.02, s + 0.02),
-                                         flop_ratio=f, speedup=x, trained=t)
+  row = lambda m, s, f, x, t=False: dict(
+      method=m, reduce={"method": m}, vqa_score=s, ci95=(s - 0.02, s + 0.02),
+      flop_ratio=f, speedup=x, trained=t)
   rows = [row("none", 0.8, 1.0, 1.0), row("pumer", 0.78, 0.8, 1.2),
           row("pumer", 0.7, 0.5, 1.8), row("pumer", 0.75, 0.5, 1.8, True),
           row("tome", 0.72, 0.5, 1.7)]

@@ -59,8 +59,9 @@ def jit_apply(model, variables, inputs, **kw):
 
 def base_params(params):
   """The unreduced model's parameters: everything but the keep predictors."""
+  scope = REDUCERS["dynamicvit"].param_name
   vilt = {k: v for k, v in params["vilt"].items()
-          if not k.startswith("keep_predictor")}
+          if not k.startswith(scope)}
   return {**params, "vilt": vilt}
 
 
@@ -109,12 +110,11 @@ def test_token_counts_follow_schedule(params, method):
   inputs = batch()
   out = apply(method, params, inputs, output_hidden_states=True)
   reduce = REDUCERS[method]
-  h, w = reduce.smres_size or (64, 96)
-  schedule = reduce.schedule(BASE.num_hidden_layers, h * w // 256 + 1, 10)
+  schedule = BASE.replace(reduce=reduce).schedule(64 * 96 // 256 + 1, 10)
   want = [schedule.tokens_in(i) for i in range(BASE.num_hidden_layers + 1)]
   assert out["tokens"].tolist() == want
   assert [hs.shape[1] for hs in out["hidden_states"]] == want
-  if method in ("pumer", "pumer_official", "dynamicvit"):
+  if schedule.steps and schedule.steps[0].image_in is not None:
     image_text = [schedule.image_text_in(i) for i in range(len(want))]
     assert out["image_tokens"].tolist() == [a for a, _ in image_text]
     assert out["text_tokens"].tolist() == [b for _, b in image_text]
@@ -155,7 +155,7 @@ def test_jit_once_per_schedule_and_finite_grads(params, method):
     out = model.apply({"params": p}, **inputs, train=True,
                       rngs={"dropout": drop, "gumbel": gumbel})
     total = jnp.mean(out["logits"] ** 2)
-    for frac in out.get("keep_fractions", ()):
+    for frac in out.get("reducer_aux", ()):
       total += jnp.mean((frac - 0.5) ** 2)
     return total
 

@@ -20,7 +20,6 @@ from pumer_jax.bench.presets import (
 from pumer_jax.bench.report import format_table, output_path, write_json
 from pumer_jax.bench.runner import run_benchmark
 from pumer_jax.models import ReduceConfig, saved
-from pumer_jax.reduce.schedule import METHODS
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
@@ -29,7 +28,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                   "and METER.")
   parser.add_argument("--preset", choices=sorted(PRESETS), default="vilt_vqa")
   parser.add_argument("--methods", default=None,
-                      help=f"comma-separated, from {','.join(METHODS)} "
+                      help="comma-separated names of the preset's methods "
                            "(default: all the preset defines)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"),
                       default="float32")
@@ -55,8 +54,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--sweep", action="store_true",
                       help="ratios/layers grid -> Pareto chart (PNG + JSON)")
   parser.add_argument("--eval_results", default=None,
-                      help="with --sweep: JSON list of {method, reduce, "
-                           "accuracy} records to plot accuracy vs speedup")
+                      help="with --sweep: eval.py's report (WORKDIR/"
+                           "eval_SPLIT.json), to plot its task metric vs "
+                           "speedup")
   parser.add_argument("--no_progress", action="store_true")
   parser.add_argument("--model_dir", default=None,
                       help="time this checkpoint's architecture (e.g. a "

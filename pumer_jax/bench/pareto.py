@@ -6,13 +6,13 @@ speedup and highlights the Pareto front) or a grid of PuMer ratios/layers
 (then, lacking accuracies, plots FLOP ratio vs speedup with the
 efficiency-1 limit). Writes a PNG and a JSON next to each other.
 
-Eval results are a JSON list of records written by eval.py:
-  [{"method": "pumer", "reduce": {"layers": [2, 5, 8], ...}, "accuracy": 0.71}]
+Eval results are the report eval.py writes (WORKDIR/eval_SPLIT.json):
+  {"results": [{"method": "pumer", "reduce": {"method": "pumer", ...},
+                "metric": "vqa_score", "value": 0.71, ...}, ...]}
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import pathlib
@@ -26,28 +26,6 @@ from pumer_jax.bench.presets import SCHEMA_VERSION, check_setup
 from pumer_jax.bench.report import output_path, write_json
 from pumer_jax.bench.runner import reduce_dict, run_benchmark
 from pumer_jax.models import ReduceConfig, ViltConfig
-from pumer_jax.reduce.schedule import METHODS
-
-
-def reduce_label(reduce: ReduceConfig) -> str:
-  """A short, unique-enough name for a reducer setting (plot labels)."""
-  layers = ",".join(str(l) for l in reduce.layers)
-  if reduce.method == "pumer":
-    return (f"pumer p{reduce.prune_ratio:g} m{reduce.image_merge_ratio:g} "
-            f"t{reduce.text_merge_ratio:g} L{layers}")
-  if reduce.method == "tome":
-    r = reduce.tome_r
-    r = ",".join(map(str, r)) if isinstance(r, tuple) else r
-    schedule = ("" if reduce.tome_schedule == "constant"
-                else f" {reduce.tome_schedule}")
-    return f"tome r{r}{schedule}" + (f" L{layers}" if layers else "")
-  if reduce.method == "dynamicvit":
-    keep = ",".join(f"{k:g}" for k in reduce.keep_ratios)
-    return f"dynamicvit k{keep} L{layers}"
-  if reduce.method == "smres":
-    h, w = reduce.smres_size or (0, 0)
-    return f"smres {h}x{w}"
-  return reduce.method
 
 
 def grid_methods(
@@ -66,10 +44,12 @@ def grid_methods(
   Returns:
     `(label -> ReduceConfig, skipped)`, skipped as `{reduce, error}` dicts.
   """
-  fields = {f.name for f in dataclasses.fields(ReduceConfig)}
+  fields = set(base.field_names())
   unknown = sorted(set(grid) - fields)
   if unknown:
-    raise ValueError(f"sweep grid has unknown ReduceConfig fields {unknown}.")
+    raise ValueError(f"sweep grid has fields {unknown} that reduce.method="
+                     f"{base.method!r} does not take; its fields: "
+                     f"{sorted(fields)}.")
   methods, skipped = {}, []
   names = list(grid)
   for values in itertools.product(*(grid[n] for n in names)):
@@ -81,44 +61,45 @@ def grid_methods(
     except ValueError as err:
       skipped.append(dict(reduce=reduce_dict(reduce), error=str(err)))
       continue
-    methods.setdefault(reduce_label(reduce), reduce)
+    methods.setdefault(reduce.describe(), reduce)
   return methods, skipped
 
 
 def load_eval_results(path: str | pathlib.Path,
                       ) -> list[tuple[ReduceConfig, float]]:
-  """Reads `[{method, reduce, accuracy}, ...]`; every problem names the record.
+  """Reads eval.py's report: `(reducer, value)` of each of its `results`.
 
-  `reduce` may omit `method` (taken from the record's `method`); when both
-  are given they must agree. Two records of the same setting are an error
-  (which accuracy would the plot show?).
+  Every problem names the record. Two records of the same setting are an
+  error (which value would the plot show?).
   """
-  records = json.loads(pathlib.Path(path).read_text())
+  try:
+    report = json.loads(pathlib.Path(path).read_text())
+  except (OSError, json.JSONDecodeError) as error:
+    raise ValueError(f"{path}: not a readable eval.py report ({error}).")
+  records = report.get("results") if isinstance(report, dict) else None
   if not isinstance(records, list) or not records:
-    raise ValueError(f"{path}: expected a non-empty JSON list of records.")
+    raise ValueError(
+        f"{path}: expected eval.py's report, a JSON object with a non-empty "
+        "'results' list (WORKDIR/eval_SPLIT.json).")
   out: list[tuple[ReduceConfig, float]] = []
   seen: dict[ReduceConfig, int] = {}
   for i, record in enumerate(records):
-    where = f"{path}: record {i}"
-    if not isinstance(record, dict) or "accuracy" not in record:
-      raise ValueError(f"{where} needs 'reduce' and 'accuracy' keys.")
-    reduce = dict(record.get("reduce") or {})
-    method = reduce.setdefault("method", record.get("method", "none"))
-    if record.get("method", method) != method:
-      raise ValueError(
-          f"{where}: method {record['method']!r} != reduce.method "
-          f"{method!r}.")
-    if method not in METHODS:
-      raise ValueError(f"{where}: method {method!r} is not one of {METHODS}.")
-    accuracy = record["accuracy"]
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
-      raise ValueError(f"{where}: accuracy {accuracy!r} is not a number.")
-    config = ReduceConfig.from_mapping(reduce)
+    where = f"{path}: results[{i}]"
+    if not isinstance(record, dict) or not {"reduce", "value"} <= set(record):
+      raise ValueError(f"{where} needs 'reduce' and 'value' keys (as "
+                       "eval.py writes them).")
+    try:
+      config = ReduceConfig.from_mapping(record["reduce"])
+    except ValueError as error:
+      raise ValueError(f"{where}: {error}") from error
+    value = record["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"{where}: value {value!r} is not a number.")
     if config in seen:
       raise ValueError(
-          f"{where} repeats the setting of record {seen[config]}.")
+          f"{where} repeats the setting of results[{seen[config]}].")
     seen[config] = i
-    out.append((config, float(accuracy)))
+    out.append((config, float(value)))
   return out
 
 
@@ -149,7 +130,7 @@ def plot_sweep(points: list[dict[str, Any]], y_key: str, title: str,
     front = sorted((x, y) for p, x, y in zip(points, xs, ys) if p["pareto"])
     ax.plot(*zip(*front), color="tab:red", marker="o", zorder=3,
             label="Pareto front")
-    ax.set_ylabel("accuracy (eval results)")
+    ax.set_ylabel("task metric (eval.py results)")
   else:
     lo, hi = min(xs + [1.0]), max(xs + [1.0])
     grid = [lo + (hi - lo) * i / 50 for i in range(51)]
@@ -209,7 +190,7 @@ def run_sweep(
     methods = {}
     for reduce, acc in load_eval_results(eval_results):
       check(reduce)
-      name = "none" if reduce.method == "none" else reduce_label(reduce)
+      name = "none" if reduce == ReduceConfig() else reduce.describe()
       if name in methods:  # same label, different hidden fields
         name = f"{name} #{len(methods)}"
       methods[name] = reduce
@@ -221,7 +202,7 @@ def run_sweep(
                        "grid.")
     methods, skipped = grid_methods(grid_base, grid, check)
     y_key = "flop_ratio"
-  if not any(r.method != "none" for r in methods.values()):
+  if all(r == ReduceConfig() for r in methods.values()):
     raise ValueError("the sweep has no reduced setting to measure.")
   report = run_benchmark(model_config, methods, text_len, hw,
                          **bench_kwargs)

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pumer_jax.models import MeterConfig, ReduceConfig, ViltConfig
-from pumer_jax.reduce.schedule import METHODS
 
 ModelConfig = ViltConfig | MeterConfig
 SCHEMA_VERSION = 1
@@ -204,12 +203,10 @@ def _as_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
 
 def method_image_size(reduce: ReduceConfig,
                       image_size: tuple[int, int]) -> tuple[int, int]:
-  """The resolution a method is fed: SmRes gets its smaller images directly,
-  as its input pipeline would resize them (the model's resize is then a
-  no-op and not timed)."""
-  if reduce.method == "smres" and reduce.smres_size is not None:
-    return _as_hw(reduce.smres_size)
-  return image_size
+  """The resolution a method is fed: one acting on the input (SmRes) gets
+  its images at its size directly, as its input pipeline would resize them
+  (the model's resize is then a no-op and not timed)."""
+  return _as_hw(reduce.input_size(image_size))
 
 
 def check_setup(model: ModelConfig, methods: Mapping[str, ReduceConfig],
@@ -225,27 +222,24 @@ def check_setup(model: ModelConfig, methods: Mapping[str, ReduceConfig],
         "model's position table).")
   patch = model.patch_size
   for name, reduce in methods.items():
-    if reduce.method not in METHODS:
-      raise ValueError(
-          f"method {name!r}: reduce.method={reduce.method!r} is not one of "
-          f"{METHODS}.")
-    if reduce.method == "smres" and reduce.smres_size is None:
-      raise ValueError(f"method {name!r}: smres needs reduce.smres_size.")
-    hw = method_image_size(reduce, image_size)
-    if min(hw) < patch or hw[0] % patch or hw[1] % patch:
-      what = "smres_size" if reduce.method == "smres" else "image_size"
-      raise ValueError(
-          f"method {name!r}: {what}={hw} must be a positive multiple of "
-          f"patch_size={patch}.")
-    schedule(model, reduce, text_len, hw)  # raises on bad ratios / layers
-  if methods.get("none", ReduceConfig()).method != "none":
+    if not isinstance(reduce, ReduceConfig):
+      raise ValueError(f"method {name!r}: {reduce!r} is not a ReduceConfig.")
+    try:
+      hw = method_image_size(reduce, image_size)
+      if min(hw) < patch or hw[0] % patch or hw[1] % patch:
+        raise ValueError(f"its input size {hw} must be a positive multiple "
+                         f"of patch_size={patch}.")
+      schedule(model, reduce, text_len, image_size)  # bad ratios / layers
+    except ValueError as error:
+      raise ValueError(f"method {name!r}: {error}") from error
+  if methods.get("none", ReduceConfig()) != ReduceConfig():
     raise ValueError("the method named 'none' must have reduce.method='none'"
                      " (it is the baseline every speedup is relative to).")
 
 
 def schedule(model: ModelConfig, reduce: ReduceConfig, text_len: int,
              hw: tuple[int, int]):
-  """The method's static token schedule on this input shape."""
+  """The method's static token schedule on input images of size `hw`."""
   image_len = (hw[0] // model.patch_size) * (hw[1] // model.patch_size) + 1
   return model.replace(reduce=reduce).schedule(image_len, text_len)
 

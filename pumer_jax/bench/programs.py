@@ -48,7 +48,8 @@ def abstract_params(model: ModelConfig, reduce: ReduceConfig, text_len: int,
   """The parameter tree of `model` with `reduce`, as ShapeDtypeStructs.
 
   A trace, no compilation: compiling ViLT-B's init costs more than timing a
-  small model. DynamicViT adds `{vilt,meter}/keep_predictor_{i}`.
+  small model. A reducer with parameters of its own adds them
+  (`{vilt,meter}/{param_name}_{stage}`: DynamicViT's keep predictors).
   """
   module = ARCHITECTURES[architecture_of(model)].module
   vilt = module(model.replace(reduce=reduce, dtype="float32"))
@@ -80,7 +81,7 @@ def fill_random(abstract: Any, seed: int) -> Any:
 
 
 class ParamStore:
-  """The shared unreduced weights, plus each DynamicViT config's predictors.
+  """The shared unreduced weights, plus each reducer's own parameters.
 
   One copy of the backbone on the device for every method, so memory
   measurements compare activations, not duplicated weights.
@@ -96,14 +97,14 @@ class ParamStore:
 
   def get(self, reduce: ReduceConfig) -> dict[str, Any]:
     """The parameters the model with this reducer expects."""
-    if reduce.method != "dynamicvit":
+    if not reduce.param_stages():
       return self._base
     backbone = architecture_of(self._model)  # "vilt" or "meter"
     if reduce not in self._extra:
       full = abstract_params(self._model, reduce, self._text_len,
                              self._image_size)
       predictors = {k: v for k, v in full[backbone].items()
-                    if k.startswith("keep_predictor")}
+                    if k.startswith(reduce.param_name + "_")}
       self._extra[reduce] = _cast_floats(
           fill_random(predictors, self._seed + 1), self._model.dtype)
     return {**self._base,

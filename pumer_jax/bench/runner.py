@@ -176,9 +176,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def reduce_dict(reduce: ReduceConfig) -> dict[str, Any]:
-  """`asdict` with JSON's types (lists, not tuples), so a report read back
+  """`to_dict` with JSON's types (lists, not tuples), so a report read back
   equals the one written, and `ReduceConfig.from_mapping` accepts it."""
-  return json.loads(json.dumps(dataclasses.asdict(reduce)))
+  return json.loads(json.dumps(reduce.to_dict()))
 
 
 def _model_info(config: ModelConfig) -> dict[str, Any]:
@@ -232,10 +232,7 @@ def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
       activation_bytes=m.activation,
       activation_reduction=(
           None if activation_ratio is None else 1.0 - activation_ratio),
-      # METER's ToMe schedule counts the image stream alone: add the text.
-      tokens_per_layer=[sched.tokens_in(l) + (text_len if not sched.text_len
-                                              else 0)
-                        for l in range(sched.depth + 1)],
+      tokens_per_layer=[sched.tokens_in(l) for l in range(sched.depth + 1)],
   )
 
 
@@ -338,7 +335,7 @@ def run_benchmark(
                   bar)
     for m in measured:
       _throughput_phase(runner, m, sizes, memory_batch, bar)
-  base = next(m for m in measured if m.name == "none")
+  base = next(m for m in measured if m.reduce == ReduceConfig())
   results = [_result(m, base, model_config, text_len, memory_batch)
              for m in measured]
 

@@ -21,14 +21,20 @@ def _dataclass_dict(obj, skip=()) -> dict:
           if f.name not in skip}
 
 
-def reduce_config(**values) -> ml_collections.ConfigDict:
-  """A `reduce` block: all ReduceConfig fields, defaults overridden."""
-  block = _dataclass_dict(ReduceConfig())
-  unknown = sorted(set(values) - set(block))
-  if unknown:
-    raise ValueError(f"unknown reduce keys {unknown}.")
-  block.update(values)
-  return ml_collections.ConfigDict(block)
+def reduce_config(method: str = "none", **values
+                  ) -> ml_collections.ConfigDict:
+  """A `reduce` block: `method` and every field of that method (its
+  defaults overridden by `values`), validated as the method validates."""
+  return ml_collections.ConfigDict(
+      ReduceConfig(method=method, **values).to_dict())
+
+
+def pick(choices: dict, name: str, what: str) -> object:
+  """`choices[name]`, or an error naming the variant and every choice."""
+  if name not in choices:
+    raise ValueError(f"config variant {what}={name!r} is not one of "
+                     f"{sorted(choices)}.")
+  return choices[name]
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -111,7 +117,7 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       b2=0.999, weight_decay=0.01, grad_clip=1.0,
       # Learning-rate multipliers per parameter group (optim.GROUPS).
       lr_mults=ml_collections.ConfigDict(dict(head=10.0, fusion=1.0,
-                                              predictor=1.0)),
+                                              reducer=1.0)),
   ))
   # Knowledge distillation from a frozen teacher, for every trainer. Weights
   # of the loss terms: task, logits (KL at `temperature`), hidden (MSE of
@@ -126,7 +132,6 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
   # VQA's BCE over answers: "sum" (ViLT, METER) or "mean" (PuMer's code;
   # the paper configs set it). See train/losses.vqa_bce.
   c.loss = ml_collections.ConfigDict(dict(vqa_reduction="sum"))
-  c.dynamicvit = ml_collections.ConfigDict(dict(ratio_weight=2.0))
   # EfficientVLM (configs/efficientvlm.py; its own trainer): "" (off: the
   # fine-tuning trainer), "distill" (a half-depth student of distill.teacher)
   # or "prune" (gates on the student at init_from, KD continuing).

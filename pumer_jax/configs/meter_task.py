@@ -5,7 +5,7 @@ PuMer's reference reducer for METER (DESIGN 4.3)."""
 from __future__ import annotations
 
 from pumer_jax.configs import shapes as shapes_recipe
-from pumer_jax.configs.base import base_config, parse_arg, reduce_config
+from pumer_jax.configs.base import base_config, parse_arg, pick, reduce_config
 from pumer_jax.data.shapes_vocab import ANSWERS, VOCAB_SIZE
 
 # The tiny model of `runlocal`: checks the wiring on a laptop in a minute.
@@ -115,7 +115,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
       raise ValueError("pretrain is the embedded task's recipe: use "
                        "meter_vqa.py:shapes,pretrain.")
     _shapes_pretrain(c, reducers, args.stage)
-  c.reduce = reducers[args.method]
+  c.reduce = pick(reducers, args.method, "method")
   return c
 
 

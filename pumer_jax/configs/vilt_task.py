@@ -3,7 +3,7 @@ retrieval}.py: model shape, data, optimiser and PuMer's reference reducer."""
 
 from __future__ import annotations
 
-from pumer_jax.configs.base import base_config, parse_arg, reduce_config
+from pumer_jax.configs.base import base_config, parse_arg, pick, reduce_config
 
 # PuMer's reference ratios for ViLT (DESIGN 4.3), reduce layers per task.
 PUMER_RATIOS = dict(prune_ratio=0.1, image_merge_ratio=0.3,
@@ -41,7 +41,7 @@ def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres", smres_size=(288, 288)),
   )
-  c.reduce = reducers[args.method]
+  c.reduce = pick(reducers, args.method, "method")
   c.reducers.update(reducers)
   c.data.name = dataset
   c.data.text_len = text_len

@@ -153,3 +153,14 @@ def read_json(path: pathlib.Path) -> dict[str, Any]:
         f"{path} is missing; pass the local directory of a Hugging Face "
         "checkpoint (config.json + model.safetensors).")
   return json.loads(path.read_text())
+
+
+def check_convertible(reduce: Any) -> None:
+  """A released checkpoint holds no reducer parameters: a reducer that owns
+  some (DynamicViT's keep predictors) must be trained, not converted."""
+  if reduce.param_stages():
+    raise ValueError(
+        f"reduce.method={reduce.method!r} owns parameters "
+        f"({reduce.param_name}_*) that no released checkpoint holds: "
+        "convert with method 'none', then train with this method "
+        "(train.py, init_from=the converted model).")

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from pumer_jax.convert.mapping import (
+    check_convertible,
     drop_layers,
     fit_to_model,
     load_state_dict,
@@ -179,10 +180,7 @@ def meter_from_hf(
   """
   clip_dir, roberta_dir = pathlib.Path(clip_dir), pathlib.Path(roberta_dir)
   config = config or meter_lib.MeterConfig()
-  if config.reduce.method == "dynamicvit":
-    raise ValueError(
-        "DynamicViT's keep predictors need training: convert with method "
-        "'none', then train with method 'dynamicvit'.")
+  check_convertible(config.reduce)
   config = config.replace(
       **_clip_fields(read_json(clip_dir / "config.json"),
                      config.vision_num_layers),

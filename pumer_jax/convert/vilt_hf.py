@@ -10,7 +10,12 @@ import json
 import pathlib
 from typing import Any
 
-from pumer_jax.convert.mapping import fit_to_model, load_state_dict, map_state_dict
+from pumer_jax.convert.mapping import (
+    check_convertible,
+    fit_to_model,
+    load_state_dict,
+    map_state_dict,
+)
 from pumer_jax.models.vilt import Vilt, ViltConfig, example_inputs
 
 _L = r"vilt\.encoder\.layer\.(\d+)\."
@@ -84,10 +89,7 @@ def vilt_from_hf(
     raise FileNotFoundError(f"{config_path} is missing.")
   config = ViltConfig.from_hf(json.loads(config_path.read_text()),
                               **config_overrides)
-  if config.reduce.method == "dynamicvit":
-    raise ValueError(
-        "DynamicViT's keep predictors are not in Hugging Face checkpoints; "
-        "convert with method 'none' and train the predictors (train.py).")
+  check_convertible(config.reduce)
   mapped = map_state_dict(load_state_dict(hf_dir), VILT_TABLE, VILT_UNUSED)
   model = Vilt(config)
   params = fit_to_model(mapped, model, example_inputs(config))

@@ -7,8 +7,16 @@ import json
 import pathlib
 from typing import Any
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pumer_jax.reduce import ReduceConfig
+
+
+def is_unreduced(row: dict[str, Any]) -> bool:
+  """Whether a result row is the unreduced model's (its `reduce` block)."""
+  return ReduceConfig.from_mapping(row["reduce"]) == ReduceConfig()
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -32,16 +40,18 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: pathlib.Path,
   """Accuracy vs compiled FLOP ratio and vs measured speedup, one line per
   method, 95% intervals as bars, trained points as filled stars.
 
-  Each row has `method`, `trained`, `vqa_score`, `ci95`, `flop_ratio` and
-  `speedup`; the unreduced row (method "none") starts every line.
+  Each row has `method`, `reduce`, `trained`, `vqa_score`, `ci95`,
+  `flop_ratio` and `speedup`; the unreduced row (its `reduce` the
+  unreduced model's) starts every line.
   """
   fig = Figure(figsize=(10, 4.2))
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, 2)
-  base = next(r for r in rows if r["method"] == "none")
-  methods = sorted({r["method"] for r in rows} - {"none"})
-  colours = dict(zip(methods, ("tab:red", "tab:blue", "tab:green",
-                               "tab:purple", "tab:orange")))
+  base = next(r for r in rows if is_unreduced(r))
+  methods = sorted({r["method"] for r in rows if r is not base
+                    and not is_unreduced(r)})
+  palette = matplotlib.colormaps["tab10"].colors
+  colours = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
   for ax, x_key, label, spread in (
       (axes[0], "flop_ratio", "compiled FLOP ratio", 0.006),
       (axes[1], "speedup", "measured speedup (x)", 0.015)):

@@ -29,6 +29,7 @@ from pumer_jax.evaluate.metrics import (
     retrieval_scores,
 )
 from pumer_jax.evaluate.report import format_table, write_report
+from pumer_jax.evaluate.score import forward
 from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig
@@ -37,7 +38,7 @@ from pumer_jax.train import sharding
 
 def reducer_for(name: str, config: ml_collections.ConfigDict,
                 trained: ReduceConfig) -> ReduceConfig:
-  """The reducer called `name`: the trained one if it matches, else
+  """The reducer called `name`: the trained one if it is that method, else
   `config.reducers[name]` (applied off the shelf)."""
   if name == trained.method:
     return trained
@@ -46,6 +47,19 @@ def reducer_for(name: str, config: ml_collections.ConfigDict,
         f"eval.methods names {name!r} but config.reducers has no such entry "
         f"(has {sorted(config.reducers)}).")
   return ReduceConfig.from_mapping(config.reducers[name])
+
+
+def check_reducer_params(name: str, reduce: ReduceConfig, params: Any,
+                         model_dir: Any) -> None:
+  """A reducer with parameters of its own needs them in the checkpoint."""
+  if not reduce.param_stages():
+    return
+  scope = f"{reduce.param_name}_0"
+  if not any(scope in module for module in params.values()):
+    raise ValueError(
+        f"method {name!r} ({reduce.method}) needs trained parameters "
+        f"({reduce.param_name}_*) that {model_dir} does not hold. Train "
+        f"with reduce.method={reduce.method!r} (train.py) first.")
 
 
 def make_eval_step(model, task: str, debug_checks: bool = False):
@@ -97,16 +111,7 @@ def evaluate(
       reduce = reducer_for(name, config, trained)
       model = type(base_model)(
           dataclasses.replace(base_model.config, reduce=reduce))
-      if reduce.method == "dynamicvit" and not any(
-          k.startswith("keep_predictor")
-          for module in params.values() for k in module):
-        raise ValueError(
-            f"method {name!r} (dynamicvit) needs trained keep predictors; "
-            f"{model_dir} has none. Train with reduce.method=dynamicvit.")
-
-      def forward(p, batch, model=model):
-        return model.apply({"params": p}, **model_inputs(batch), train=False)
-
+      check_reducer_params(name, reduce, params, model_dir)
       eval_step = make_eval_step(model, task, config.debug_checks)
 
       extra = {}
@@ -122,18 +127,18 @@ def evaluate(
         raise ValueError("the evaluation split produced no valid examples.")
       if task == "retrieval":
         scores, image_of_caption = retrieval_scores(
-            jax.jit(forward), params, make_batches.captions,
+            forward(model), params, make_batches.captions,
             make_batches.images, mesh)
         extra = recall_at_k(scores, image_of_caption)
         total, count = extra["ir_r@1"], 1.0
-      fwd = jax.jit(forward)
+      fwd = forward(model)
       timing = time_jitted(fwd, params, timing_batch,
                            repeats=config.eval.timing_repeats, warmup=1,
                            min_seconds=config.eval.timing_min_seconds)
       batch_size = timing_batch["input_ids"].shape[0]
       results.append(dict(
           method=name,
-          reduce=dataclasses.asdict(reduce),
+          reduce=reduce.to_dict(),
           metric=METRIC_NAMES[task],
           value=total / count,
           examples=int(count),
@@ -143,7 +148,10 @@ def evaluate(
           examples_per_s=batch_size / timing.median_s,
           **extra,
       ))
-  reference = next((r for r in results if r["method"] == "none"), results[0])
+  # The unreduced model is the reference, where it was evaluated.
+  reference = next((r for r in results
+                    if ReduceConfig.from_mapping(r["reduce"]) == ReduceConfig()),
+                   results[0])
   for r in results:
     r["flop_ratio"] = r["flops_per_example"] / reference["flops_per_example"]
     r["speedup"] = r["examples_per_s"] / reference["examples_per_s"]

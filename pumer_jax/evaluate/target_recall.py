@@ -19,15 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
 from pumer_jax.data import loaders
 from pumer_jax.data.shapes_scene import ShapeObject, object_mask
-from pumer_jax.models import ViltConfig, saved
-from pumer_jax.models.inputs import model_inputs
-from pumer_jax.reduce import ReduceConfig
+from pumer_jax.models import ViltConfig
 
 
 def patch_coverage(objects: Sequence[ShapeObject], image_size: int,
@@ -130,28 +127,6 @@ def summarize(layers: tuple[int, ...], per_layer: list[list[tuple]]
                      background_share=float(np.nanmean(shares)),
                      examples_with_referents=int(np.isfinite(recalls).sum())))
   return rows
-
-
-def recall_by_layer(model_dir, config, reduce: ReduceConfig,
-                    split: str = "test") -> list[dict]:
-  """Mean target recall and background share after each reduction layer
-  of the model in `model_dir` under `reduce`, over `split`."""
-  records = split_records(config, split)
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  c = model.config
-  forward = jax.jit(lambda p, b: model.apply(
-      {"params": p}, **model_inputs(b), track_source=True)["sources"])
-  per_layer, layers = None, ()
-  for batch in loaders.eval_batches(config, split)():
-    if per_layer is None:
-      layers = model_layers(c, batch["input_ids"].shape[1])
-      per_layer = [[] for _ in layers]
-    sources = forward(variables["params"], batch)
-    got = layer_recalls(sources, batch, records, c.image_size, c.patch_size,
-                        first_patch_column(c, batch))
-    for mine, theirs in zip(per_layer, got):
-      mine.extend(theirs)
-  return summarize(layers, per_layer)
 
 
 def split_records(config, split: str):

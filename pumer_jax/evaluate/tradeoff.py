@@ -1,117 +1,116 @@
 """Accuracy with intervals, compiled cost and measured speed of reducer settings.
 
-What a matched-cost comparison of reducers needs, per setting: the mean
-VQA score over test questions with a 95% bootstrap interval (resampling
-questions), the compiled FLOP ratio against the unreduced model, the tokens
-entering each layer, target recall per reduction layer, and the speedup,
-timed for every setting in one process (`measure_cost_and_speed`).
+What a matched-cost comparison of reducers needs, per setting (`compare`):
+the mean score over the split's questions with a 95% bootstrap interval
+(resampling questions), the paired difference from a reference setting with
+its interval, the compiled FLOP ratio against the unreduced model, the
+tokens entering each layer, target recall per reduction layer (shapes_vqa),
+and the speedup, timed for every setting in one process, in interleaved
+rounds (`measure_cost_and_speed`). The demo, the semantics ablation and the
+EfficientVLM benchmark build their tables with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import jax
 import numpy as np
 
 from pumer_jax.bench.measure import compiled_flops, time_jitted
 from pumer_jax.evaluate import target_recall
-from pumer_jax.models import saved
-from pumer_jax.models.inputs import model_inputs
+from pumer_jax.evaluate.score import (
+    RESAMPLES,
+    SEED,
+    ModelSource,
+    bootstrap_ci,
+    forward,
+    load,
+    score,
+)
 from pumer_jax.reduce import ReduceConfig
 
-RESAMPLES = 1000
-SEED = 0
+__all__ = ["RESAMPLES", "SEED", "Setting", "bootstrap_ci", "compare",
+           "measure_cost_and_speed"]
 
 
-def bootstrap_ci(values: np.ndarray, resamples: int = RESAMPLES,
-                 seed: int = SEED) -> tuple[float, float]:
-  """95% percentile interval of the mean of `values` over resampled items.
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One row of a comparison: a model under a reducer.
 
-  Paired differences (two settings on the same questions) pass their
-  per-question difference.
+  Attributes:
+    model: a model directory (or `(model, variables)`).
+    reduce: the reducer it runs under.
+    method: the group it is plotted in (a method's name, or a model's).
+    point: the operating point it stands for ("0.50"; "1.00" unreduced).
+    trained: fine-tuned with this reducer (else off the shelf).
   """
-  values = np.asarray(values, np.float64)
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(values), size=(resamples, len(values)))
-  means = values[idx].mean(axis=1)
-  return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+  model: ModelSource
+  reduce: ReduceConfig
+  method: str
+  point: str = "1.00"
+  trained: bool = False
 
 
-def _forward(model_dir, reduce: ReduceConfig):
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  fn = jax.jit(lambda p, b: model.apply({"params": p}, **model_inputs(b)))
-  return fn, variables["params"]
+def compare(settings: Mapping[str, Setting],
+            make_batches: Callable[[], Iterable[dict]], *,
+            records=None, reference: str | None = None,
+            timing_batch: dict | None = None, min_seconds: float = 2.0,
+            rounds: int = 4) -> list[dict[str, Any]]:
+  """A table row per setting, scored on one split, timed in one process.
+
+  Args:
+    settings: name -> Setting.
+    make_batches: a fresh pass over the split.
+    records: the split's shapes_vqa records, for target recall.
+    reference: the setting the paired differences are taken against
+      (default: the first).
+    timing_batch: the batch every setting is timed on (default: the
+      split's first); None in `min_seconds=0` runs skips timing.
+
+  Returns:
+    Rows with the setting's name, method, point, trained, reduce, score,
+    interval, `vs_reference` (mean paired difference) and its interval,
+    tokens, recall, FLOPs per example and, timed, examples per second.
+  """
+  reference = reference or next(iter(settings))
+  scored = {name: score(s.model, make_batches, reduce=s.reduce,
+                        records=records)
+            for name, s in settings.items()}
+  base = scored[reference].scores
+  rows = []
+  for name, s in settings.items():
+    got = scored[name]
+    diff = got.scores - base
+    rows.append(dict(
+        name=name, method=s.method, point=s.point, trained=s.trained,
+        reduce=s.reduce.to_dict(), **got.summary(),
+        vs_reference=float(diff.mean()), vs_reference_ci95=bootstrap_ci(diff)))
+  if min_seconds > 0:
+    batch = timing_batch or next(iter(make_batches()))
+    measured = measure_cost_and_speed(
+        {n: (s.model, s.reduce) for n, s in settings.items()}, batch,
+        min_seconds=min_seconds, rounds=rounds)
+    for row in rows:
+      row.update(measured[row["name"]])
+  return rows
 
 
-def example_scores(logits, batch: dict) -> np.ndarray:
-  """Each valid example's score: the VQA soft score of the argmax answer
-  (`labels`), else 1 for a correct class (`label`)."""
-  answer = np.asarray(logits).argmax(-1)
-  if "labels" in batch:
-    got = np.take_along_axis(batch["labels"], answer[:, None], -1)[:, 0]
-  else:
-    got = (answer == np.asarray(batch["label"])).astype(np.float64)
-  return got[np.asarray(batch["valid"], bool)]
-
-
-def question_scores(model_dir, reduce: ReduceConfig,
-                    make_batches: Callable[[], Iterable[dict]]
-                    ) -> tuple[np.ndarray, float, list[int]]:
-  """(per-question scores, compiled FLOPs per example, tokens entering
-  each layer) of the model in `model_dir` under `reduce`: one compile
-  serves all (the batches share a shape)."""
-  fn, params = _forward(model_dir, reduce)
-  scores, compiled, flops, tokens = [], None, 0.0, []
-  for batch in make_batches():
-    if compiled is None:
-      compiled = fn.lower(params, batch).compile()
-      flops = compiled_flops(compiled) / batch["input_ids"].shape[0]
-    out = compiled(params, batch)
-    scores.append(example_scores(out["logits"], batch))
-    tokens = [int(t) for t in np.asarray(out["tokens"])]
-  return np.concatenate(scores), flops, tokens
-
-
-def evaluate_setting(model_dir, config, reduce: ReduceConfig,
-                     make_batches, split: str) -> dict[str, Any]:
-  """One row of a trade-off table: scores with their interval, tokens per
-  layer, and target recall per reduction layer, from one tracked pass
-  (cost and speed come from `measure_cost_and_speed`)."""
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  c = model.config
-  track = reduce.method in ("pumer", "tome", "dynamicvit")
-  fn = jax.jit(lambda p, b: model.apply({"params": p}, **model_inputs(b),
-                                        track_source=track))
-  records = target_recall.split_records(config, split) if track else None
-  layers, per_layer = (), []
-  scores, tokens = [], []
-  for batch in make_batches():
-    if track and not layers:
-      layers = target_recall.model_layers(c, batch["input_ids"].shape[1])
-      per_layer = [[] for _ in layers]
-    out = fn(variables["params"], batch)
-    scores.append(example_scores(out["logits"], batch))
-    tokens = [int(t) for t in np.asarray(out["tokens"])]
-    if track:
-      got = target_recall.layer_recalls(
-          out["sources"], batch, records, c.image_size, c.patch_size,
-          target_recall.first_patch_column(c, batch))
-      for mine, theirs in zip(per_layer, got):
-        mine.extend(theirs)
-  scores = np.concatenate(scores)
-  row = dict(vqa_score=float(scores.mean()), ci95=bootstrap_ci(scores),
-             examples=int(len(scores)), tokens_per_layer=tokens)
-  if track:
-    row["per_layer"] = target_recall.summarize(layers, per_layer)
-  return row
+def add_ratios(rows: list[dict[str, Any]], baseline: str) -> None:
+  """Adds `flop_ratio` and `speedup` against the row named `baseline`."""
+  base = next(r for r in rows if r["name"] == baseline)
+  for row in rows:
+    row["flop_ratio"] = row["flops_per_example"] / base["flops_per_example"]
+    if "examples_per_s" in row:
+      row["speedup"] = row["examples_per_s"] / base["examples_per_s"]
 
 
 def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
                            batch: dict, *, min_seconds: float = 2.0,
                            rounds: int = 4) -> dict[str, dict[str, Any]]:
-  """Compiled FLOPs and examples per second of every `name: (model_dir,
+  """Compiled FLOPs and examples per second of every `name: (model,
   reduce)`, all in this process (ratios within one run are what compare).
 
   Every program is compiled first; then the settings are timed in
@@ -119,15 +118,18 @@ def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
   round (median call), so a load change on a shared machine hits all of
   them alike. The rate is the median over rounds; `rate_range` gives the
   lowest and highest round. Settings that run the same program (the same
-  reducer, whatever the weights) are compiled and timed once.
+  architecture and reducer, whatever the weights) are compiled and timed
+  once.
   """
   size = batch["input_ids"].shape[0]
-  programs = {}  # reduce -> (compiled, params, flops/example)
-  for model_dir, reduce in settings.values():
-    key = reduce
+  programs = {}  # model config -> (compiled, params, flops/example)
+  keys = {}
+  for name, (model, reduce) in settings.items():
+    module, variables = load(model, reduce)
+    keys[name] = key = module.config
     if key not in programs:
-      fn, params = _forward(model_dir, reduce)
-      compiled = fn.lower(params, batch).compile()
+      params = variables["params"]
+      compiled = forward(module).lower(params, batch).compile()
       programs[key] = (compiled, params, compiled_flops(compiled) / size)
   rates = {key: [] for key in programs}
   for _ in range(rounds):
@@ -136,9 +138,16 @@ def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
                            min_seconds=min_seconds / rounds)
       rates[key].append(size / timing.median_s)
   out = {}
-  for name, (_, reduce) in settings.items():
-    key = reduce
+  for name, key in keys.items():
     out[name] = dict(flops_per_example=programs[key][2],
                      examples_per_s=float(np.median(rates[key])),
                      rate_range=(min(rates[key]), max(rates[key])))
   return out
+
+
+def split_records(config, split: str):
+  """The split's shapes_vqa records (objects, referents) for target
+  recall; None for a dataset that does not know its objects."""
+  if config.data.name != "shapes_vqa":
+    return None
+  return target_recall.split_records(config, split)

@@ -147,19 +147,6 @@ def check_values(c: Any, input_ids, attention_mask, pixel_values, *,
                  f"{fix_pixels}.", i=jnp.argmin(finite.all(axis=1)))
 
 
-def resize_images(pixel_values, size, patch_size: int):
-  """SmRes: the same model at a smaller input resolution."""
-  if size is None:
-    raise ValueError("reduce.method='smres' needs reduce.smres_size=(H, W).")
-  h, w = size
-  if h % patch_size or w % patch_size:
-    raise ValueError(
-        f"reduce.smres_size={tuple(size)} must be a multiple of "
-        f"patch_size={patch_size}.")
-  shape = pixel_values.shape[:-3] + (h, w, pixel_values.shape[-1])
-  return jax.image.resize(pixel_values, shape, "bilinear", antialias=True)
-
-
 def image_shape(c: Any, batch: int) -> tuple[int, ...]:
   """The NHWC pixel batch shape a model is compiled for: `input_size`
   (else the position table's `image_size`), two images per NLVR2 example."""
@@ -215,7 +202,8 @@ def backbone_passes(c: Any, input_ids, pixel_values, attention_mask,
   """Checks a model's inputs and lays them out as its backbone's passes.
 
   Shapes and values are checked first (`check_values`; `debug_checks` turns
-  on its `checkify` checks under `jit`). SmRes resizes the images; NLVR2's
+  on its `checkify` checks under `jit`). The reducer prepares the images
+  (SmRes resizes them, `prepare_pixels`); NLVR2's
   images fold into the batch (`fold_images`). Returns (images per example, the backbone's inputs:
   input_ids, attention_mask, token_type_ids, pixel_values, image_type).
   """
@@ -225,9 +213,7 @@ def backbone_passes(c: Any, input_ids, pixel_values, attention_mask,
   check_values(c, input_ids, attention_mask, pixel_values,
                debug_checks=debug_checks)
   num_images = c.num_images if c.head == "nlvr2" else 1
-  if c.reduce.method == "smres":
-    pixel_values = resize_images(pixel_values, c.reduce.smres_size,
-                                 c.patch_size)
+  pixel_values = c.reduce.prepare_pixels(pixel_values, c.patch_size)
   pixel_values, input_ids, attention_mask, token_type_ids, image_type = (
       fold_images(num_images, pixel_values, input_ids, attention_mask,
                   token_type_ids))

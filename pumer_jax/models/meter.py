@@ -8,13 +8,13 @@ cross-attention to the other stream, FFN, post-LN); both read the block's
 input streams, as METER's reference code, or the image side reads the text
 side's output, as PuMer's (`MeterConfig.fusion_order`).
 
-Reducers act in the fusion blocks listed in `reduce.layers` (DESIGN 4.3):
-inside the text-side layer, after its self- and cross-attention, the image
-tokens are pruned by the text->image cross-attention of the real text
-tokens and merged on that attention's keys; the text tokens are merged on
-their self-attention keys; the image-side layer then runs on the reduced
-image. DynamicViT prunes the image stream before the block instead, as its
-reference does. Parameter names of the encoders map onto Hugging Face
+A reducer (`config.reduce`) acts in its fusion blocks (DESIGN 4.3): inside
+the text-side layer, after its self- and cross-attention (PuMer prunes the
+image by the text->image cross-attention and merges it on that attention's
+keys, the text on its self-attention keys; ToMe merges the image), so the
+image-side layer runs on the reduced image; inside the image-side layer
+after its self-attention, for a method that reads the image [CLS] row
+(EViT); or before the block (DynamicViT, as its reference). Parameter names of the encoders map onto Hugging Face
 `CLIPVisionModel` and `RobertaModel` by a table (`pumer_jax.convert`).
 The config is `meter_config.py`, the encoders `meter_encoders.py`.
 """
@@ -30,7 +30,6 @@ import numpy as np
 
 from pumer_jax.models.heads import ClassifierHead, RankHead
 from pumer_jax.models.inputs import backbone_passes, unfold_pooled, zero_inputs
-from pumer_jax.models.keep_predictor import KeepPredictor
 from pumer_jax.models.layers import (
     DTYPES,
     Mlp,
@@ -43,21 +42,22 @@ from pumer_jax.models.layers import (
 from pumer_jax.models.meter_config import MeterConfig
 from pumer_jax.models.meter_encoders import ClipVisionEncoder, RobertaEncoder
 from pumer_jax.models.reducer_step import (
-    Tokens,
-    pumer_two_stream,
-    pumer_two_stream_official,
-    reduce_sequence,
+    Reducer,
+    check_length,
+    image_side_view,
+    reducer_params,
+    text_side_view,
 )
-from pumer_jax.reduce import init_source
+from pumer_jax.reduce import Tokens, Where, init_source
 
 __all__ = ["Meter", "MeterConfig", "MeterModel", "example_inputs"]
 
 
 class CrossLayer(nn.Module):
-  """METER's BertCrossLayer, split so a reducer can act between its halves.
+  """METER's BertCrossLayer, split so a reducer can act between its parts.
 
-  `attend`: LN(x + SelfAttn(x)), then LN(x + CrossAttn(x, context));
-  `feed_forward`: LN(x + FFN(x)). Post-LN throughout.
+  `self_attend`: LN(x + SelfAttn(x)); `cross_attend`: LN(x + CrossAttn(x,
+  context)); `feed_forward`: LN(x + FFN(x)). Post-LN throughout.
   """
 
   config: MeterConfig
@@ -67,12 +67,13 @@ class CrossLayer(nn.Module):
   def setup(self):
     c = self.config
     dtype = DTYPES[c.dtype]
+    rule = c.reduce.attention_rule()
     attention = lambda name, kind: MultiHeadAttention(
         c.layer_size(self.module, kind, self.layer, c.num_attention_heads),
         c.hidden_size, dropout_rate=c.attention_probs_dropout_prob,
-        prop_attn=c.reduce.prop_attn, dtype=dtype,
+        prop_attn=rule.proportional, dtype=dtype,
         head_dim=c.hidden_size // c.num_attention_heads,
-        official_softmax=c.reduce.official, name=name)
+        official_softmax=rule.official_softmax, name=name)
     self.attention = attention("attention", "heads")
     self.attention_norm = layer_norm(c.layer_norm_eps, "attention_norm", dtype)
     self.crossattention = attention("crossattention", "cross_heads")
@@ -84,30 +85,31 @@ class CrossLayer(nn.Module):
     self.output_norm = layer_norm(c.layer_norm_eps, "output_norm", dtype)
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
-  def attend(self, x, size, context, context_size, *, key_policy=None,
-             context_policy=None, head_gate=None, cross_head_gate=None,
-             deterministic=True, need_probs=(True, True)):
-    """Returns x after both attentions, and each attention's keys/probs
-    (`need_probs`: whether self- and cross-attention must return them)."""
-    h, self_aux = self.attention(x, size, key_policy=key_policy,
-                                 head_gate=head_gate,
-                                 deterministic=deterministic,
-                                 need_probs=need_probs[0])
-    x = self.attention_norm(x + self.dropout(h, deterministic))
-    h, cross_aux = self.crossattention(
+  def self_attend(self, x, size, *, key_policy=None, head_gate=None,
+                  deterministic=True, need_probs=True):
+    """LN(x + SelfAttn(x)), and the attention's keys/probs."""
+    h, aux = self.attention(x, size, key_policy=key_policy,
+                            head_gate=head_gate, deterministic=deterministic,
+                            need_probs=need_probs)
+    return self.attention_norm(x + self.dropout(h, deterministic)), aux
+
+  def cross_attend(self, x, context, context_size, *, context_policy=None,
+                   head_gate=None, deterministic=True, need_probs=True):
+    """LN(x + CrossAttn(x, context)), and the attention's keys/probs."""
+    h, aux = self.crossattention(
         x, context_size, context, key_policy=context_policy,
-        head_gate=cross_head_gate, deterministic=deterministic,
-        need_probs=need_probs[1])
-    x = self.crossattention_norm(x + self.dropout(h, deterministic))
-    return x, self_aux, cross_aux
+        head_gate=head_gate, deterministic=deterministic,
+        need_probs=need_probs)
+    return self.crossattention_norm(x + self.dropout(h, deterministic)), aux
 
   def feed_forward(self, x, *, unit_gate=None, deterministic=True):
     h = self.mlp(x, unit_gate)
     return self.output_norm(x + self.dropout(h, deterministic))
 
   def __call__(self, x, size, context, context_size, *, deterministic=True):
-    x, _, _ = self.attend(x, size, context, context_size,
-                          deterministic=deterministic)
+    x, _ = self.self_attend(x, size, deterministic=deterministic)
+    x, _ = self.cross_attend(x, context, context_size,
+                             deterministic=deterministic)
     return self.feed_forward(x, deterministic=deterministic)
 
 
@@ -139,11 +141,7 @@ class MeterModel(nn.Module):
     self.image_layers = [CrossLayer(c, "fusion_image", i,
                                     name=f"image_layer_{i}")
                          for i in range(c.num_fusion_layers)]
-    if c.reduce.method == "dynamicvit":
-      self.keep_predictors = [
-          KeepPredictor(c.hidden_size, dtype, name=f"keep_predictor_{i}")
-          for i in range(len(c.reduce.layers))
-      ]
+    self.reducer_params = reducer_params(c.reduce, c.hidden_size)
     self.text_pooler = _pooler(c, "text_pooler")
     self.image_pooler = _pooler(c, "image_pooler")
 
@@ -162,9 +160,8 @@ class MeterModel(nn.Module):
       gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
-    rc = c.reduce
     det = not train
-    probs = output_attentions  # else only PuMer's blocks need probabilities
+    probs = output_attentions  # else only the reducer's layers need them
     image, v_hidden, v_attn = self.vision(pixel_values, gates=gates,
                                           deterministic=det, need_probs=probs)
     text, t_hidden, t_attn = self.text(input_ids, attention_mask,
@@ -175,91 +172,80 @@ class MeterModel(nn.Module):
     image = self.image_transform(image) + self.token_type_embeddings(
         image_type[:, None])  # [B, Li, D]
     batch, lt, li = text.shape[0], text.shape[1], image.shape[1]
-    schedule = c.schedule(li, lt)
-    t_size = jnp.asarray(attention_mask, jnp.float32)  # [B, Lt]
-    i_size = jnp.ones((batch, li), jnp.float32)  # [B, Li]
-    source = init_source(batch, li) if track_source else None
-    sources = []  # the image stream's source map after each reduction
-    policy = None  # DynamicViT's training-time keep mask over image tokens
-    keep_fractions = []
+    reducer = Reducer(c.reduce, c.schedule(li, lt, train=train),
+                      self.reducer_params, lambda: self.make_rng("gumbel"),
+                      train)
+    text = Tokens(text, jnp.asarray(attention_mask, jnp.float32))  # [B, Lt]
+    image = Tokens(image, jnp.ones((batch, li), jnp.float32),
+                   init_source(batch, li) if track_source else None)
     image_tokens, text_tokens = [li], [lt]
     hidden = {"fusion_text": [], "fusion_image": []}
     attn = {k: [] for k in ("fusion_text_self", "fusion_text_cross",
                             "fusion_image_self", "fusion_image_cross")}
+    # A method that reads the image [CLS] row acts in the image-side layer,
+    # after its self-attention; any other in the text-side layer.
+    image_side = reducer.reads_image_cls
 
     for i, (text_layer, image_layer) in enumerate(
         zip(self.text_layers, self.image_layers)):
-      hidden["fusion_text"].append(text)
-      hidden["fusion_image"].append(image)
-      counts = schedule.at(i)
-      pumer = counts is not None and rc.method == "pumer"
-      if counts is not None and rc.method == "dynamicvit":
-        # Before the block, as DynamicViT's reference (`pruning_loc`).
-        predictor = self.keep_predictors[schedule.layers.index(i)]
-        (image, i_size, source), policy, kept = reduce_sequence(
-            rc, counts, Tokens(image, i_size, source), keys=None, text_len=0,
-            predictor=predictor, policy=policy,
-            gumbel_rng=lambda: self.make_rng("gumbel"), train=train)
-        if kept is not None:
-          keep_fractions.append(kept)
-      x, self_aux, cross_aux = text_layer.attend(
-          text, t_size, image, i_size, context_policy=policy,
+      hidden["fusion_text"].append(text.x)
+      hidden["fusion_image"].append(image.x)
+      counts = reducer.acts(i, Where.BEFORE_BLOCK)
+      if counts is not None:  # as DynamicViT's reference (`pruning_loc`)
+        text, image = reducer.streams(counts, text, image, None)
+      block_text = text  # METER's image side reads the block's input text
+      reduce_here = reducer.needs_probs(i)
+      x, self_aux = text_layer.self_attend(
+          text.x, text.size, key_policy=text.policy,
           head_gate=gate_row(gates, "fusion_text", "heads", i),
-          cross_head_gate=gate_row(gates, "fusion_text", "cross_heads", i),
-          deterministic=det, need_probs=(probs, probs or pumer))
+          deterministic=det, need_probs=probs)
+      x, cross_aux = text_layer.cross_attend(
+          x, image.x, image.size, context_policy=image.policy,
+          head_gate=gate_row(gates, "fusion_text", "cross_heads", i),
+          deterministic=det,
+          need_probs=probs or (reduce_here and not image_side))
       attn["fusion_text_self"].append(self_aux["probs"])
       attn["fusion_text_cross"].append(cross_aux["probs"])
-      block_text, block_size = text, t_size
-      x_size = t_size
-      if pumer and rc.official:
-        (x, x_size, _), (image, i_size, source) = pumer_two_stream_official(
-            x, t_size, self_aux["keys"], image, cross_aux["keys"],
-            cross_aux["dropped_probs"], counts, score_heads=rc.score_heads,
-            source=source)
-      elif pumer:
-        (x, x_size, _), (image, i_size, source) = pumer_two_stream(
-            x, t_size, self_aux["keys"], image, i_size, cross_aux["keys"],
-            cross_aux["probs"], counts, protect_cls=rc.protect_cls,
-            source=source, score_heads=rc.score_heads)
-      elif counts is not None and rc.method == "tome":  # the image alone
-        (image, i_size, source), _, _ = reduce_sequence(
-            rc, counts, Tokens(image, i_size, source),
-            keys=cross_aux["keys"], text_len=0)
-      if counts is not None and track_source:
-        sources.append(source)
-      text = text_layer.feed_forward(
-          x, unit_gate=gate_row(gates, "fusion_text", "units", i),
-          deterministic=det)
+      text = text._replace(x=x)
+      counts = reducer.acts(i, Where.AFTER_ATTENTION)
+      if counts is not None and not image_side:
+        text, image = reducer.streams(counts, text, image,
+                                      text_side_view(self_aux, cross_aux))
+      text = text._replace(x=text_layer.feed_forward(
+          text.x, unit_gate=gate_row(gates, "fusion_text", "units", i),
+          deterministic=det))
+      y, i_self_aux = image_layer.self_attend(
+          image.x, image.size, key_policy=image.policy,
+          head_gate=gate_row(gates, "fusion_image", "heads", i),
+          deterministic=det, need_probs=probs or (reduce_here and image_side))
+      image = image._replace(x=y)
+      if counts is not None and image_side:
+        text, image = reducer.streams(counts, text, image,
+                                      image_side_view(i_self_aux))
       # METER's image side reads the block's input text; PuMer's the text
       # side's output (`fusion_order`).
-      context, context_size = ((text, x_size) if c.fusion_order == "text_first"
-                               else (block_text, block_size))
-      y, i_self_aux, i_cross_aux = image_layer.attend(
-          image, i_size, context, context_size, key_policy=policy,
-          head_gate=gate_row(gates, "fusion_image", "heads", i),
-          cross_head_gate=gate_row(gates, "fusion_image", "cross_heads", i),
-          deterministic=det, need_probs=(probs, probs))
+      context = text if c.fusion_order == "text_first" else block_text
+      y, i_cross_aux = image_layer.cross_attend(
+          image.x, context.x, context.size,
+          head_gate=gate_row(gates, "fusion_image", "cross_heads", i),
+          deterministic=det, need_probs=probs)
       attn["fusion_image_self"].append(i_self_aux["probs"])
       attn["fusion_image_cross"].append(i_cross_aux["probs"])
-      image = image_layer.feed_forward(
+      image = image._replace(x=image_layer.feed_forward(
           y, unit_gate=gate_row(gates, "fusion_image", "units", i),
-          deterministic=det)
-      t_size = x_size
-      if counts is not None and not (train and rc.method == "dynamicvit"):
-        expected = ((counts.image_out, counts.text_out)
-                    if rc.method != "tome" else (counts.tokens_out, lt))
-        if (image.shape[1], text.shape[1]) != expected:
-          raise AssertionError(
-              f"fusion block {i} produced {image.shape[1]} image and "
-              f"{text.shape[1]} text tokens; the schedule says {expected}.")
-      image_tokens.append(image.shape[1])
-      text_tokens.append(text.shape[1])
+          deterministic=det))
+      counts = reducer.schedule.at(i)
+      if counts is not None:
+        check_length(i, image.length, counts.image_out, "image tokens")
+        check_length(i, text.length, counts.text_out, "text tokens")
+      image_tokens.append(image.length)
+      text_tokens.append(text.length)
 
-    hidden["fusion_text"].append(text)
-    hidden["fusion_image"].append(image)
+    hidden["fusion_text"].append(text.x)
+    hidden["fusion_image"].append(image.x)
     pooled = jnp.concatenate(
-        [jnp.tanh(self.text_pooler(text[:, 0])),
-         jnp.tanh(self.image_pooler(image[:, 0]))], axis=-1)  # [B, 2D]
+        [jnp.tanh(self.text_pooler(text.x[:, 0])),
+         jnp.tanh(self.image_pooler(image.x[:, 0]))], axis=-1)  # [B, 2D]
     out = {
         "pooled": pooled,
         "tokens": jnp.asarray(image_tokens, jnp.int32)
@@ -274,12 +260,12 @@ class MeterModel(nn.Module):
     if output_attentions:
       out["attentions"] = {"vision": tuple(v_attn), "text": tuple(t_attn),
                            **{k: tuple(v) for k, v in attn.items()}}
-    if keep_fractions:
-      out["keep_fractions"] = tuple(keep_fractions)
+    if reducer.aux:
+      out["reducer_aux"] = tuple(reducer.aux)
     if track_source:
-      out["source"] = source
-      out["sources"] = tuple(sources)
-      out["size"] = i_size
+      out["source"] = image.source
+      out["sources"] = tuple(reducer.sources)
+      out["size"] = image.size
     return out
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from pumer_jax.models.heads import TASK_HEADS
 from pumer_jax.models.layers import DTYPES, PrunedSizes, pruned_size
 from pumer_jax.models.positions import check_image_init
-from pumer_jax.reduce import ReduceConfig
+from pumer_jax.reduce import Geometry, ReduceConfig
 
 
 FUSION_ORDERS = ("parallel", "text_first")
@@ -116,12 +116,12 @@ class MeterConfig:
     """RoBERTa's positions start after the padding index."""
     return self.max_position_embeddings - self.pad_token_id - 1
 
-  def schedule(self, image_len: int, text_len: int):
-    """The reducer's static token counts over the fusion blocks."""
-    # ToMe merges the image stream only: it has no text tokens to count.
-    text = 0 if self.reduce.method == "tome" else text_len
-    return self.reduce.schedule(self.num_fusion_layers, image_len, text,
-                                arch="meter")
+  def schedule(self, image_len: int, text_len: int, train: bool = False):
+    """The reducer's static token counts over the fusion blocks
+    (`image_len`: the image stream entering them, [CLS] included)."""
+    return self.reduce.schedule(Geometry(
+        "meter", self.num_fusion_layers, image_len, text_len,
+        self.patch_size), train)
 
   @property
   def pooled_size(self) -> int:

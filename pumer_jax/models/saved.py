@@ -20,14 +20,40 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from pumer_jax.models import ARCHITECTURES, architecture_of
-from pumer_jax.reduce import ReduceConfig
+from pumer_jax.reduce import ReduceConfig, method_class
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
+# The `reduce` block of files written before each method had its own fields
+# (one flat record of every method's fields): a key the saved method does
+# not take is dropped where it holds this old default, else an error.
+LEGACY_REDUCE_DEFAULTS = dict(
+    layers=(), prune_ratio=0.0, image_merge_ratio=0.0, text_merge_ratio=0.0,
+    tome_r=0, tome_schedule="constant", tome_inflection=0.0, keep_ratios=(),
+    prop_attn=True, protect_cls=True, clamp_merge=False, smres_size=None,
+    gumbel_temperature=1.0, semantics="official", score_heads="mean")
+
+
+def reduce_from_dict(values: dict[str, Any]) -> ReduceConfig:
+  """A saved `reduce` block, in the current format or the legacy flat one."""
+  values = dict(values)
+  own = set(method_class(values.get("method", "none")).field_names())
+  for key in sorted(set(values) - own - {"method"}):
+    if key in LEGACY_REDUCE_DEFAULTS and _same(values[key],
+                                               LEGACY_REDUCE_DEFAULTS[key]):
+      del values[key]
+  return ReduceConfig.from_mapping(values)
+
+
+def _same(a: Any, b: Any) -> bool:
+  norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
+  return norm(a) == norm(b)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-  return {"model": architecture_of(config), **dataclasses.asdict(config)}
+  values = dataclasses.asdict(config)
+  values["reduce"] = config.reduce.to_dict()
+  return {"model": architecture_of(config), **values}
 
 
 def config_from_dict(values: dict[str, Any]) -> Any:
@@ -38,7 +64,7 @@ def config_from_dict(values: dict[str, Any]) -> Any:
         f"{CONFIG_FILE} names model {kind!r}; expected one of "
         f"{sorted(ARCHITECTURES)}.")
   cls = ARCHITECTURES[kind].config
-  values["reduce"] = ReduceConfig.from_mapping(values.get("reduce") or {})
+  values["reduce"] = reduce_from_dict(values.get("reduce") or {})
   if values.get("input_size") is not None:
     values["input_size"] = tuple(values["input_size"])
   values["pruned_sizes"] = tuple(
@@ -97,7 +123,7 @@ def load_model(
         "(write one with `python -m pumer_jax.convert` or train.py).")
   try:
     config = config_from_dict(json.loads(config_path.read_text()))
-  except (json.JSONDecodeError, TypeError) as e:
+  except (json.JSONDecodeError, TypeError, ValueError) as e:
     raise ValueError(f"{config_path} is corrupt: {e}") from e
   config = dataclasses.replace(config, **config_overrides)
   model = ARCHITECTURES[architecture_of(config)].module(config)

@@ -1,9 +1,9 @@
 """ViLT: a single-stream vision-language transformer, with token reducers.
 
 Text tokens and image patches share one sequence `[text; image]` through 12
-pre-LN blocks. Reducers act inside the blocks listed in `reduce.layers`,
-after the attention residual and before the MLP (DESIGN 4.3); DynamicViT
-prunes before those blocks, as its reference code. Parameter
+pre-LN blocks. A reducer (`config.reduce`) acts where it says: inside its
+layers after the attention residual and before the MLP (PuMer, ToMe, EViT;
+DESIGN 4.3), or just before them (DynamicViT, as its reference code). Parameter
 names map one-to-one onto Hugging Face `ViltModel` (`pumer_jax.convert`);
 the config is `vilt_config.py`.
 """
@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pumer_jax.models.keep_predictor import KeepPredictor
 from pumer_jax.models.heads import ClassifierHead, RankHead
 from pumer_jax.models.inputs import backbone_passes, unfold_pooled, zero_inputs
 from pumer_jax.models.layers import (
@@ -31,10 +30,15 @@ from pumer_jax.models.layers import (
     layer_norm,
 )
 from pumer_jax.models.positions import sincos2d_init
-from pumer_jax.models.reducer_step import Tokens, reduce_sequence
+from pumer_jax.models.reducer_step import (
+    Reducer,
+    check_length,
+    reducer_params,
+    single_stream_view,
+)
 from pumer_jax.models.resize import align_corners_resize
 from pumer_jax.models.vilt_config import HF_ARCHITECTURE_HEADS, ViltConfig
-from pumer_jax.reduce import init_source
+from pumer_jax.reduce import Tokens, Where, init_source
 
 __all__ = ["HF_ARCHITECTURE_HEADS", "Vilt", "ViltConfig", "ViltLayer", "ViltModel",
            "example_inputs"]
@@ -123,6 +127,7 @@ class ViltLayer(nn.Module):
   def setup(self):
     c = self.config
     dtype = DTYPES[c.dtype]
+    rule = c.reduce.attention_rule()
     self.layernorm_before = layer_norm(c.layer_norm_eps, "layernorm_before",
                                        dtype)
     self.attention = MultiHeadAttention(
@@ -130,9 +135,9 @@ class ViltLayer(nn.Module):
                                c.num_attention_heads),
         hidden_size=c.hidden_size, qkv_bias=c.qkv_bias,
         dropout_rate=c.attention_probs_dropout_prob,
-        prop_attn=c.reduce.prop_attn, dtype=dtype,
+        prop_attn=rule.proportional, dtype=dtype,
         head_dim=c.hidden_size // c.num_attention_heads,
-        official_softmax=c.reduce.official,
+        official_softmax=rule.official_softmax,
     )
     self.layernorm_after = layer_norm(c.layer_norm_eps, "layernorm_after",
                                       dtype)
@@ -169,12 +174,7 @@ class ViltModel(nn.Module):
     self.embeddings = ViltEmbeddings(c)
     self.layers = [ViltLayer(c, i, name=f"layer_{i}")
                    for i in range(c.num_hidden_layers)]
-    if c.reduce.method == "dynamicvit":
-      self.keep_predictors = [
-          KeepPredictor(c.hidden_size, DTYPES[c.dtype],
-                        name=f"keep_predictor_{i}")
-          for i in range(len(c.reduce.layers))
-      ]
+    self.reducer_params = reducer_params(c.reduce, c.hidden_size)
     self.layernorm = layer_norm(c.layer_norm_eps, "layernorm", DTYPES[c.dtype])
     self.pooler = nn.Dense(
         c.hidden_size, dtype=DTYPES[c.dtype],
@@ -198,100 +198,73 @@ class ViltModel(nn.Module):
       gates: dict | None = None,
   ) -> dict[str, Any]:
     c = self.config
-    rc = c.reduce
     deterministic = not train
     text, image = self.embeddings(input_ids, token_type_ids, pixel_values,
                                   image_type, deterministic)
     batch, lt, li = text.shape[0], text.shape[1], image.shape[1]
-    schedule = c.schedule(li, lt)
-    x = constrain_batch(jnp.concatenate([text, image], axis=1))  # [B, N, D]
-    size = jnp.concatenate(
-        [attention_mask.astype(jnp.float32), jnp.ones((batch, li))], axis=1)
-    source = init_source(batch, lt + li) if track_source else None
-    sources = []  # the source map after each reduction layer
-    policy = None  # DynamicViT's training-time keep mask over all tokens
-    keep_fractions = []
-    tokens, image_tokens, text_tokens = [lt + li], [li], [lt]
+    reducer = Reducer(c.reduce, c.schedule(li, lt, train=train),
+                      self.reducer_params, lambda: self.make_rng("gumbel"),
+                      train)
+    tokens = Tokens(
+        constrain_batch(jnp.concatenate([text, image], axis=1)),  # [B, N, D]
+        jnp.concatenate([attention_mask.astype(jnp.float32),
+                         jnp.ones((batch, li))], axis=1),
+        init_source(batch, lt + li) if track_source else None)
+    lengths = [(lt + li, li, lt)]  # (tokens, image, text) entering each layer
     hidden_states, attentions = [], []
 
     for i, layer in enumerate(self.layers):
-      hidden_states.append(x)
-      counts = schedule.at(i)
-      # DynamicViT prunes before the block (its reference's `pruning_loc`),
-      # PuMer and ToMe inside it, after the attention.
-      before = counts is not None and rc.method == "dynamicvit"
-      after = counts is not None and not before
-      if before:
-        predictor = self.keep_predictors[schedule.layers.index(i)]
-        (x, size, source), policy, kept = reduce_sequence(
-            rc, counts, Tokens(x, size, source), keys=None, text_len=lt,
-            predictor=predictor, policy=policy,
-            gumbel_rng=lambda: self.make_rng("gumbel"), train=train)
-        if kept is not None:
-          keep_fractions.append(kept)
-        lt, li = _modality_lengths(rc.method, counts, lt, li, train)
-      # Probabilities only where PuMer scores with them or the caller asks:
-      # elsewhere the fused attention kernel runs.
-      need_probs = output_attentions or (after and rc.method == "pumer")
-      x, aux = layer.attend(x, size, key_policy=policy,
-                            head_gate=gate_row(gates, "vilt", "heads", i),
-                            deterministic=deterministic,
-                            need_probs=need_probs)
+      hidden_states.append(tokens.x)
+      counts = reducer.acts(i, Where.BEFORE_BLOCK)
+      if counts is not None:
+        tokens = reducer.sequence(counts, tokens, None, lt)
+        lt, li = _modality_lengths(counts, lt, li)
+      # Probabilities only where the reducer scores with them or the caller
+      # asks: elsewhere the fused attention kernel may run.
+      x, aux = layer.attend(
+          tokens.x, tokens.size, key_policy=tokens.policy,
+          head_gate=gate_row(gates, "vilt", "heads", i),
+          deterministic=deterministic,
+          need_probs=output_attentions or reducer.needs_probs(i))
+      tokens = tokens._replace(x=x)
       attentions.append(aux["probs"])
-      if after:
-        # The reference scores with the probabilities after dropout.
-        probs = aux["dropped_probs"] if rc.official else aux["probs"]
-        (x, size, source), policy, _ = reduce_sequence(
-            rc, counts, Tokens(x, size, source), keys=aux["keys"],
-            probs=probs, text_len=lt, policy=policy, train=train)
-        lt, li = _modality_lengths(rc.method, counts, lt, li, train)
-      if counts is not None and track_source:
-        sources.append(source)
-      x = layer.feed_forward(x, unit_gate=gate_row(gates, "vilt", "units", i),
-                             deterministic=deterministic)
-      # DynamicViT masks instead of dropping while training: shapes stay.
-      masking = train and rc.method == "dynamicvit"
-      expected = tokens[0] if masking else schedule.tokens_in(i + 1)
-      if x.shape[1] != expected:
-        raise AssertionError(
-            f"layer {i} produced {x.shape[1]} tokens; the schedule says "
-            f"{expected}.")
-      tokens.append(x.shape[1])
-      image_tokens.append(li)
-      text_tokens.append(lt)
+      counts = reducer.acts(i, Where.AFTER_ATTENTION)
+      if counts is not None:
+        tokens = reducer.sequence(counts, tokens,
+                                  single_stream_view(aux, lt), lt)
+        lt, li = _modality_lengths(counts, lt, li)
+      tokens = tokens._replace(x=layer.feed_forward(
+          tokens.x, unit_gate=gate_row(gates, "vilt", "units", i),
+          deterministic=deterministic))
+      check_length(i, tokens.length, reducer.schedule.tokens_in(i + 1))
+      lengths.append((tokens.length, li, lt))
 
-    hidden_states.append(x)  # as Hugging Face: the last one before the LN
-    x = self.layernorm(x)
+    hidden_states.append(tokens.x)  # as Hugging Face: the last before the LN
+    x = self.layernorm(tokens.x)
     pooled = jnp.tanh(self.pooler(x[:, 0]))
-    out = {
-        "pooled": pooled,
-        "tokens": jnp.asarray(tokens, jnp.int32),
-        "image_tokens": jnp.asarray(image_tokens, jnp.int32),
-        "text_tokens": jnp.asarray(text_tokens, jnp.int32),
-    }
+    out = {"pooled": pooled}
+    for key, column in (("tokens", 0), ("image_tokens", 1),
+                        ("text_tokens", 2)):
+      out[key] = jnp.asarray([n[column] for n in lengths], jnp.int32)
     if output_hidden_states:
       out["hidden_states"] = tuple(hidden_states)
     if output_attentions:
       out["attentions"] = tuple(attentions)
-    if keep_fractions:
-      out["keep_fractions"] = tuple(keep_fractions)
+    if reducer.aux:
+      out["reducer_aux"] = tuple(reducer.aux)
     if track_source:
-      out["source"] = source
-      out["sources"] = tuple(sources)
-      out["size"] = size
+      out["source"] = tokens.source
+      out["sources"] = tuple(reducer.sources)
+      out["size"] = tokens.size
     return out
 
 
-def _modality_lengths(method: str, counts, lt: int, li: int, train: bool
-                      ) -> tuple[int, int]:
-  """Text and image lengths after a reduction layer (-1: mixed by ToMe)."""
-  if method == "pumer":
-    return counts.text_out, counts.image_out
-  if method == "tome":
+def _modality_lengths(counts, lt: int, li: int) -> tuple[int, int]:
+  """Text and image lengths after a reduction layer (-1: a modality-blind
+  method mixed them)."""
+  if counts.image_in is None:
     return -1, -1
-  if method == "dynamicvit" and not train:
-    return lt, counts.keep
-  return lt, li
+  return counts.text_out, counts.image_out
 
 
 class Vilt(nn.Module):

@@ -12,7 +12,7 @@ from typing import Any
 from pumer_jax.models.heads import TASK_HEADS
 from pumer_jax.models.layers import DTYPES, PrunedSizes, pruned_size
 from pumer_jax.models.positions import check_image_init
-from pumer_jax.reduce import ReduceConfig
+from pumer_jax.reduce import Geometry, ReduceConfig
 
 # Architectures of Hugging Face checkpoints, and the head each one carries.
 HF_ARCHITECTURE_HEADS = {
@@ -92,9 +92,12 @@ class ViltConfig:
   def max_text_len(self) -> int:
     return self.max_position_embeddings
 
-  def schedule(self, image_len: int, text_len: int):
-    """The reducer's static token counts on inputs of these lengths."""
-    return self.reduce.schedule(self.num_hidden_layers, image_len, text_len)
+  def schedule(self, image_len: int, text_len: int, train: bool = False):
+    """The reducer's static token counts on inputs of these lengths
+    (`image_len` at the model's input, [CLS] included)."""
+    return self.reduce.schedule(Geometry(
+        "vilt", self.num_hidden_layers, image_len, text_len, self.patch_size),
+        train)
 
   def replace(self, **changes) -> "ViltConfig":
     return dataclasses.replace(self, **changes)

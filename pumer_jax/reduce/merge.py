@@ -1,28 +1,23 @@
-"""ToMe's bipartite soft matching as a static-shape, size-weighted merge.
+"""ToMe's bipartite soft matching, and its size-weighted merge.
 
-Every reducible sequence travels as tokens `x: [B, N, D]` with `size: [B, N]`,
-the number of original tokens each slot stands for (padding is size 0). A merge
-is a size-weighted mean, so `sum(size)` and `sum(size * x)` over a sequence are
-conserved, and padding (size 0) merged anywhere changes nothing.
+Every reducible sequence travels as `Tokens` (x: [B, N, D], size: [B, N],
+the number of original tokens each slot stands for; padding is size 0).
+`bipartite_matching` computes where each token goes once, as an
+`Assignment`; `bipartite_merge` applies it as a size-weighted mean, so
+`sum(size)` and `sum(size * x)` over a sequence are conserved and padding
+(size 0) merged anywhere changes nothing. PuMer's official plain-mean
+merge applies the same matching differently (`official.mean_merge`).
 
 All token counts (`r`) are Python ints: one compiled program per schedule.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 
-ScatterForm = Literal["segment_sum", "at_add", "one_hot"]
-
-# The scatter form used when the caller passes `scatter=None`, per backend,
-# from benchmarks/merge_scatter.py (benchmarks/results/merge_scatter_cpu.md).
-# On CPU all three forms cost 0.5-0.75% of a ViT-B layer with overlapping
-# spreads, so none is reliably fastest: "at_add", ToMe's own form. Backends
-# not yet measured (GPU, TPU) fall back to it too.
-DEFAULT_SCATTER: dict[str, ScatterForm] = {"cpu": "at_add"}
+from pumer_jax.reduce.assign import Assignment, ScatterForm
+from pumer_jax.reduce.tokens import Tokens
 
 # Sentinels for the A->B score matrix. Cosine scores lie in [-1, 1].
 _PAD_PAIR = 1e4  # padding into padding: free, preferred above any real pair
@@ -41,49 +36,15 @@ def init_source(batch: int, n: int, dtype=jnp.float32) -> jax.Array:
   return jnp.broadcast_to(jnp.eye(n, dtype=dtype), (batch, n, n))  # [B, N, N0]
 
 
-def scatter_add(
-    base: jax.Array, index: jax.Array, values: jax.Array, form: ScatterForm
-) -> jax.Array:
-  """`base[b, index[b, i]] += values[b, i]` for every b, i, in a chosen form.
-
-  Args:
-    base: [B, M, ...] destination.
-    index: [B, R] int, each in [0, M).
-    values: [B, R, ...] rows to add.
-    form: "segment_sum" (`jax.ops.segment_sum` per batch row), "at_add"
-      (`.at[].add`), or "one_hot" (a one-hot matmul, often fastest on
-      accelerators where scatters serialise).
-  """
-  num = base.shape[1]
-  if form == "segment_sum":
-    summed = jax.vmap(
-        lambda v, i: jax.ops.segment_sum(v, i, num_segments=num)
-    )(values, index)
-    return base + summed
-  if form == "at_add":
-    batch = jnp.arange(base.shape[0])[:, None]
-    return base.at[batch, index].add(values)
-  if form == "one_hot":
-    one_hot = jax.nn.one_hot(index, num, dtype=values.dtype)  # [B, R, M]
-    return base + jnp.einsum("brm,br...->bm...", one_hot, values)
-  raise ValueError(
-      f"scatter={form!r} is not a scatter form; use one of "
-      "'segment_sum', 'at_add', 'one_hot'."
-  )
-
-
-def gather_tokens(x: jax.Array, index: jax.Array) -> jax.Array:
-  """x[b, index[b, i]] for x: [B, N, ...], index: [B, K] -> [B, K, ...]."""
-  return jax.vmap(lambda xb, ib: xb[ib])(x, index)
-
-
 def match_scores(
-    metric: jax.Array, size: jax.Array, protect_first: bool
+    metric: jax.Array, size: jax.Array | None, protect_first: bool
 ) -> jax.Array:
   """Cosine scores between set A (even slots) and set B (odd slots).
 
-  Padding pairs get a large score (merging padding is free), real-padding
-  pairs a large negative one, and a protected first token -inf.
+  With `size`, padding pairs get a large score (merging padding is free)
+  and real-padding pairs a large negative one; without it (PuMer's
+  reference) padding is scored like any token. A protected first token
+  gets -inf.
 
   Returns: [B, ceil(N/2), floor(N/2)].
   """
@@ -92,36 +53,61 @@ def match_scores(
       jnp.linalg.norm(metric, axis=-1, keepdims=True), 1e-12
   )
   scores = jnp.einsum("bic,bjc->bij", metric[:, ::2], metric[:, 1::2])
-  pad_a = (size[:, ::2] <= 0)[:, :, None]
-  pad_b = (size[:, 1::2] <= 0)[:, None, :]
-  scores = jnp.where(pad_a & pad_b, _PAD_PAIR, scores)
-  scores = jnp.where(pad_a ^ pad_b, _MISMATCH, scores)
+  if size is not None:
+    pad_a = (size[:, ::2] <= 0)[:, :, None]
+    pad_b = (size[:, 1::2] <= 0)[:, None, :]
+    scores = jnp.where(pad_a & pad_b, _PAD_PAIR, scores)
+    scores = jnp.where(pad_a ^ pad_b, _MISMATCH, scores)
   if protect_first:
     scores = scores.at[:, 0, :].set(_PROTECTED)
   return scores
 
 
-def bipartite_matching(scores: jax.Array, r: int):
-  """ToMe's matching on A->B scores: which `r` A tokens go where.
+def _check_r(n: int, r: int, protect_first: bool, caller: str) -> None:
+  cap = merge_cap(n, protect_first)
+  if not isinstance(r, int) or r < 0 or r > cap:
+    raise ValueError(
+        f"{caller}: r={r!r} must be a Python int in [0, {cap}] for "
+        f"{n} tokens (protect_first={protect_first}); compute it with "
+        "ReductionSchedule."
+    )
 
-  Each A token picks its best B token; the `r` A tokens with the best
-  picks are merged (ties: the earlier A token first).
+
+def bipartite_matching(
+    metric: jax.Array, r: int, *, size: jax.Array | None = None,
+    protect_first: bool = True,
+) -> Assignment:
+  """ToMe's matching: which `r` A tokens merge into which B tokens.
+
+  Even slots form set A, odd slots set B. Each A token picks its most
+  similar B token (cosine of `metric`); the `r` A tokens with the best
+  picks are merged (ties: the earlier A token first). The output order is
+  the unmerged A tokens in their original order, then all B tokens, so
+  with `protect_first` the CLS token stays at slot 0. Not differentiated.
 
   Args:
-    scores: [B, Na, Nb] float32.
-    r: Python int, tokens to merge.
+    metric: [B, N, C] similarity features (head-mean attention keys).
+    r: Python int in [0, merge_cap(N, protect_first)].
+    size: optional [B, N]; given, padding (size 0) is only matched with
+      padding (`match_scores`).
+    protect_first: never merge slot 0.
 
   Returns:
-    `(src_idx [B, r], dst_idx [B, r], unm_idx [B, Na - r])`: the merged A
-    slots, their B partners, and the unmerged A slots in original order.
+    An `Assignment` from N to N - r slots.
   """
+  batch, n = metric.shape[:2]
+  _check_r(n, r, protect_first, "bipartite_matching")
+  scores = jax.lax.stop_gradient(match_scores(metric, size, protect_first))
   best_score = scores.max(axis=-1)  # [B, Na]
   best_dst = scores.argmax(axis=-1)  # [B, Na]
   order = jnp.argsort(-best_score, axis=-1, stable=True)  # [B, Na]
-  src_idx = order[:, :r]  # [B, r]
-  unm_idx = jnp.sort(order[:, r:], axis=-1)  # [B, Na - r], original order
-  dst_idx = jnp.take_along_axis(best_dst, src_idx, axis=-1)  # [B, r]
-  return src_idx, dst_idx, unm_idx
+  src_a = order[:, :r]  # [B, r]
+  unm_a = jnp.sort(order[:, r:], axis=-1)  # [B, Na - r], original order
+  dst_b = jnp.take_along_axis(best_dst, src_a, axis=-1)  # [B, r]
+  num_b = n // 2
+  b_slots = jnp.broadcast_to(2 * jnp.arange(num_b) + 1, (batch, num_b))
+  keep = jnp.concatenate([2 * unm_a, b_slots], axis=1)  # [B, N - r]
+  return Assignment(keep=keep, src=2 * src_a, dst=unm_a.shape[1] + dst_b)
 
 
 def bipartite_merge(
@@ -133,14 +119,11 @@ def bipartite_merge(
     protect_first: bool = True,
     source: jax.Array | None = None,
     scatter: ScatterForm | None = None,
-):
+) -> Tokens:
   """Merges `r` tokens by bipartite soft matching (ToMe), size-weighted.
 
-  Even slots form set A, odd slots set B. Each A token picks its most similar
-  B token (cosine of `metric`); the `r` A tokens with the best matches are
-  merged into their partners by a size-weighted mean. The output is the
-  unmerged A tokens in their original order, then all B tokens, so with
-  `protect_first` the CLS token stays at slot 0.
+  The `r` A tokens best matched (`bipartite_matching`) are merged into
+  their B partners by a size-weighted mean; sizes add up.
 
   Args:
     x: [B, N, D] tokens.
@@ -149,12 +132,11 @@ def bipartite_merge(
     r: Python int, tokens to remove; 0 returns the inputs unchanged.
     protect_first: never merge slot 0 (the CLS token).
     source: optional [B, N, N0] map of which original tokens each slot holds.
-    scatter: scatter form (see `scatter_add`); None picks the measured
+    scatter: scatter form (`assign.scatter_add`); None picks the measured
       default for the current backend.
 
   Returns:
-    `(x, size)`, each with N - r slots, or `(x, size, source)` when `source`
-    is given.
+    `Tokens` with N - r slots (`source` None unless given).
   """
   x, metric, size = jnp.asarray(x), jnp.asarray(metric), jnp.asarray(size)
   source = None if source is None else jnp.asarray(source)
@@ -164,45 +146,11 @@ def bipartite_merge(
         f"bipartite_merge: x {x.shape}, metric {metric.shape} and size "
         f"{size.shape} must agree on [batch, tokens]."
     )
-  cap = merge_cap(n, protect_first)
-  if not isinstance(r, int) or r < 0 or r > cap:
-    raise ValueError(
-        f"bipartite_merge: r={r!r} must be a Python int in [0, {cap}] for "
-        f"{n} tokens (protect_first={protect_first}); compute it with "
-        "ReductionSchedule."
-    )
+  _check_r(n, r, protect_first, "bipartite_merge")
   if r == 0:
-    return (x, size) if source is None else (x, size, source)
-  form = scatter or DEFAULT_SCATTER.get(jax.default_backend(), "at_add")
-  scores = jax.lax.stop_gradient(match_scores(metric, size, protect_first))
-  src_idx, dst_idx, unm_idx = bipartite_matching(scores, r)
-
-  size = size.astype(jnp.float32)
-  xf = x.astype(jnp.float32)
-  x_a, x_b = xf[:, ::2], xf[:, 1::2]
-  s_a, s_b = size[:, ::2], size[:, 1::2]
-
-  src_s = gather_tokens(s_a, src_idx)  # [B, r]
-  src_xs = gather_tokens(x_a, src_idx) * src_s[..., None]  # [B, r, D]
-  new_s_b = scatter_add(s_b, dst_idx, src_s, form)  # [B, Nb]
-  weighted_b = scatter_add(x_b * s_b[..., None], dst_idx, src_xs, form)
-  hits = scatter_add(
-      jnp.zeros_like(s_b), dst_idx, jnp.ones_like(src_s), form
-  )  # [B, Nb], merges received
-  mean_b = jnp.where(
-      new_s_b[..., None] > 0,
-      weighted_b / jnp.where(new_s_b > 0, new_s_b, 1.0)[..., None],
-      0.0,
-  )
-  # Slots that received nothing keep their exact values (no x*s/s rounding).
-  new_x_b = jnp.where(hits[..., None] > 0, mean_b, x_b)
-
-  out_x = jnp.concatenate([gather_tokens(x_a, unm_idx), new_x_b], axis=1)
-  out_s = jnp.concatenate([gather_tokens(s_a, unm_idx), new_s_b], axis=1)
-  out_x = out_x.astype(x.dtype)  # [B, N - r, D]
-  if source is None:
-    return out_x, out_s
-  src_a, src_b = source[:, ::2], source[:, 1::2]
-  new_src_b = scatter_add(src_b, dst_idx, gather_tokens(src_a, src_idx), form)
-  out_src = jnp.concatenate([gather_tokens(src_a, unm_idx), new_src_b], axis=1)
-  return out_x, out_s, out_src  # [B, N - r, N0]
+    return Tokens(x, size, source)
+  matching = bipartite_matching(metric, r, size=size,
+                                protect_first=protect_first)
+  out_x, out_size = matching.weighted_mean(x, size, scatter)  # [B, N - r]
+  out_source = None if source is None else matching.sum(source, scatter)
+  return Tokens(out_x, out_size, out_source)

@@ -24,14 +24,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pumer_jax.reduce.merge import (
-    DEFAULT_SCATTER,
-    ScatterForm,
-    bipartite_matching,
-    gather_tokens,
-    merge_cap,
-    scatter_add,
-)
+from pumer_jax.reduce.assign import ScatterForm, gather_tokens
+from pumer_jax.reduce.merge import bipartite_matching, merge_cap
+from pumer_jax.reduce.tokens import Tokens
 
 SCORE_HEADS = ("mean", "first")
 
@@ -59,38 +54,20 @@ def text_image_scores_official(
   return per_row.sum(axis=1) / total
 
 
-def top_scoring(
-    x: jax.Array, scores: jax.Array, keep: int,
-    source: jax.Array | None = None,
-):
-  """The `keep` highest-scoring tokens in descending score order, none
-  protected (the reference's `torch.topk` over all image tokens).
+def top_scoring(scores: jax.Array, keep: int) -> jax.Array:
+  """The slots of the `keep` highest scores, in descending score order,
+  none protected (the reference's `torch.topk` over all image tokens).
 
   Args:
-    x: [B, N, D]; scores: [B, N] (not differentiated); keep: in [1, N].
-    source: optional [B, N, N0] source map, gathered alongside.
+    scores: [B, N] (not differentiated); keep: a Python int in [1, N].
 
   Returns:
-    `x` with `keep` slots, or `(x, source)`.
+    [B, keep] int slot indices.
   """
-  n = x.shape[1]
+  n = scores.shape[1]
   if not isinstance(keep, int) or not 1 <= keep <= n:
     raise ValueError(f"keep={keep!r} must be a Python int in [1, {n}].")
-  _, idx = jax.lax.top_k(jax.lax.stop_gradient(scores), keep)  # [B, keep]
-  kept = gather_tokens(x, idx)
-  return kept if source is None else (kept, gather_tokens(source, idx))
-
-
-def cosine_scores_protect_first(metric: jax.Array) -> jax.Array:
-  """Raw cosine between even (A) and odd (B) slots, slot 0 never merged.
-
-  Returns: [B, ceil(N/2), floor(N/2)].
-  """
-  metric = metric.astype(jnp.float32)
-  metric = metric / jnp.maximum(
-      jnp.linalg.norm(metric, axis=-1, keepdims=True), 1e-12)
-  scores = jnp.einsum("bic,bjc->bij", metric[:, ::2], metric[:, 1::2])
-  return scores.at[:, 0, :].set(-jnp.inf)
+  return jax.lax.top_k(jax.lax.stop_gradient(scores), keep)[1]
 
 
 def mean_merge(
@@ -101,7 +78,7 @@ def mean_merge(
     *,
     source: jax.Array | None = None,
     scatter: ScatterForm | None = None,
-):
+) -> Tokens:
   """ToMe's matching with a plain mean, as the reference's `merge_wavg`
   called without sizes: each merged slot is the mean of the tokens it
   absorbed and itself, its mask the mean of theirs.
@@ -109,16 +86,16 @@ def mean_merge(
   Args:
     x: [B, N, D] tokens; metric: [B, N, C] keys (head mean).
     mask: [B, N] the reference's attention mask (fractional for merged
-      text, 0 for padding); padding is matched like any token.
+      text, 0 for padding); padding is matched like any token (raw cosine).
     r: Python int in [0, merge_cap(N)].
     source: optional [B, N, N0] source map (summed, as the sized merge).
     scatter: scatter form, as `bipartite_merge`'s.
 
   Returns:
-    `(x, mask)` with N - r slots (unmerged A slots in order, then B), or
-    `(x, mask, source)`.
+    `Tokens` (x, mask, source) with N - r slots: the unmerged A slots in
+    order, then B.
   """
-  batch, n, width = x.shape
+  batch, n, _ = x.shape
   if metric.shape[:2] != (batch, n) or mask.shape != (batch, n):
     raise ValueError(
         f"mean_merge: x {x.shape}, metric {metric.shape} and mask "
@@ -128,25 +105,27 @@ def mean_merge(
     raise ValueError(f"mean_merge: r={r!r} must be a Python int in "
                      f"[0, {cap}] for {n} tokens.")
   if r == 0:
-    return (x, mask) if source is None else (x, mask, source)
-  form = scatter or DEFAULT_SCATTER.get(jax.default_backend(), "at_add")
-  scores = jax.lax.stop_gradient(cosine_scores_protect_first(metric))
-  src_idx, dst_idx, unm_idx = bipartite_matching(scores, r)
+    return Tokens(x, mask, source)
+  matching = bipartite_matching(metric, r)  # the raw cosine, slot 0 kept
+  out_x = matching.mean(x, scatter).astype(x.dtype)  # [B, N - r, D]
+  out_mask = matching.mean(mask, scatter)  # [B, N - r]
+  out_source = None if source is None else matching.sum(source, scatter)
+  return Tokens(out_x, out_mask, out_source)
 
-  # The mask rides along as one more channel; each group is averaged.
-  values = jnp.concatenate(
-      [x.astype(jnp.float32), mask.astype(jnp.float32)[..., None]], axis=-1)
-  v_a, v_b = values[:, ::2], values[:, 1::2]
-  summed = scatter_add(v_b, dst_idx, gather_tokens(v_a, src_idx), form)
-  count = scatter_add(jnp.ones(v_b.shape[:2], jnp.float32), dst_idx,
-                      jnp.ones(src_idx.shape, jnp.float32), form)  # [B, Nb]
-  new_b = jnp.where(count[..., None] > 1, summed / count[..., None], v_b)
-  out = jnp.concatenate([gather_tokens(v_a, unm_idx), new_b], axis=1)
-  out_x = out[..., :width].astype(x.dtype)  # [B, N - r, D]
-  out_mask = out[..., width]  # [B, N - r]
-  if source is None:
-    return out_x, out_mask
-  src_a, src_b = source[:, ::2], source[:, 1::2]
-  new_src_b = scatter_add(src_b, dst_idx, gather_tokens(src_a, src_idx), form)
-  out_src = jnp.concatenate([gather_tokens(src_a, unm_idx), new_src_b], axis=1)
-  return out_x, out_mask, out_src
+
+def prune_and_merge_image(image: Tokens, image_keys: jax.Array,
+                          scores: jax.Array, keep: int, merge: int,
+                          scatter: ScatterForm | None = None) -> Tokens:
+  """The reference's image reduction: the top `keep` by `scores` (CLS not
+  protected, descending order), then a plain-mean merge of `merge` of them
+  on their keys; the image mask is reset to 1.
+
+  Args:
+    image: [B, Li] image tokens; image_keys: [B, Li, C]; scores: [B, Li].
+  """
+  index = top_scoring(scores, keep)  # [B, keep]
+  kept = image.take(index)
+  merged = mean_merge(kept.x, gather_tokens(image_keys, index),
+                      jnp.ones(kept.x.shape[:2], jnp.float32), merge,
+                      source=kept.source, scatter=scatter)
+  return merged._replace(size=jnp.ones(merged.x.shape[:2], jnp.float32))

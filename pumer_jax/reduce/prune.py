@@ -9,13 +9,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pumer_jax.reduce.merge import gather_tokens
+from pumer_jax.reduce.tokens import Tokens
 
 # Score given to a protected slot (the CLS token): above any attention mass.
 _PROTECTED_SCORE = jnp.inf
 # Score given to padding (size 0): below any attention mass, so padding goes
 # first and never displaces a real token.
 _PADDING_SCORE = -1.0
+
+
+def topk_index(size: jax.Array, scores: jax.Array, keep: int,
+               protect_first: bool = True) -> jax.Array:
+  """The slots of the `keep` highest scores, in descending score order.
+
+  Padding (size 0) ranks below every real token; with `protect_first`
+  slot 0 ranks first. Not differentiated.
+
+  Returns:
+    [B, keep] int slot indices.
+  """
+  scores = jax.lax.stop_gradient(jnp.asarray(scores).astype(jnp.float32))
+  scores = jnp.where(jnp.asarray(size) > 0, scores, _PADDING_SCORE)
+  if protect_first:
+    scores = scores.at[:, 0].set(_PROTECTED_SCORE)
+  return jax.lax.top_k(scores, keep)[1]
 
 
 def topk_keep(
@@ -26,7 +43,7 @@ def topk_keep(
     *,
     protect_first: bool = True,
     source: jax.Array | None = None,
-):
+) -> Tokens:
   """Keeps the `keep` highest-scoring tokens, in descending score order.
 
   Args:
@@ -38,25 +55,19 @@ def topk_keep(
     source: optional [B, N, N0] source map, gathered alongside.
 
   Returns:
-    `(x, size)` with `keep` slots, or `(x, size, source)`.
+    `Tokens` with `keep` slots.
   """
-  x, size, scores = jnp.asarray(x), jnp.asarray(size), jnp.asarray(scores)
-  source = None if source is None else jnp.asarray(source)
-  n = x.shape[1]
+  tokens = Tokens(jnp.asarray(x), jnp.asarray(size),
+                  None if source is None else jnp.asarray(source))
+  n = tokens.length
   if not isinstance(keep, int) or not 1 <= keep <= n:
     raise ValueError(
         f"keep={keep!r} must be a Python int in [1, {n}] for {n} tokens; "
         "compute it with ReductionSchedule."
     )
   if keep == n:
-    return (x, size) if source is None else (x, size, source)
-  scores = jax.lax.stop_gradient(scores.astype(jnp.float32))
-  scores = jnp.where(size > 0, scores, _PADDING_SCORE)
-  if protect_first:
-    scores = scores.at[:, 0].set(_PROTECTED_SCORE)
-  _, idx = jax.lax.top_k(scores, keep)  # [B, keep]
-  out = (gather_tokens(x, idx), gather_tokens(size, idx))  # [B, keep, ...]
-  return out if source is None else out + (gather_tokens(source, idx),)
+    return tokens
+  return tokens.take(topk_index(tokens.size, scores, keep, protect_first))
 
 
 def text_image_scores(
@@ -96,7 +107,7 @@ def text_informed_prune(
     protect_cls: bool = True,
     source: jax.Array | None = None,
     heads: str = "mean",
-):
+) -> Tokens:
   """PuMer's pruning: keeps the image tokens the text attends to most.
 
   Args:
@@ -112,7 +123,7 @@ def text_informed_prune(
     heads: which heads score, "mean" or "first" (`text_image_scores`).
 
   Returns:
-    `(x, size)` with `keep` image tokens, or `(x, size, source)`.
+    `Tokens` with `keep` image tokens.
   """
   x, text_to_image_attn = jnp.asarray(x), jnp.asarray(text_to_image_attn)
   if text_to_image_attn.shape[-1] != x.shape[1]:

@@ -2,8 +2,8 @@
 
 Trains `config.model` with the reducer `config.reduce` on the task loss,
 plus knowledge distillation from a frozen unreduced teacher when
-`config.distill.teacher` names one (PuMer's recipe, DESIGN 4.5), plus
-DynamicViT's keep-ratio loss when the reducer is DynamicViT.
+`config.distill.teacher` names one (PuMer's recipe, DESIGN 4.5), plus the
+reducer's own loss terms (DynamicViT's keep-ratio loss).
 
   train_and_evaluate(config, workdir)
 
@@ -28,7 +28,7 @@ import numpy as np
 from pumer_jax.compress import distill as kd
 from pumer_jax.models import ARCHITECTURES, saved
 from pumer_jax.models.inputs import model_inputs
-from pumer_jax.reduce import ReduceConfig, keep_ratio_loss
+from pumer_jax.reduce import ReduceConfig
 from pumer_jax.train import checkpoints, loop, losses, optim
 from pumer_jax.train.state import (
     TrainState,
@@ -99,7 +99,8 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
 
   Loss = distill.task * task + distill.logits * KL(teacher || student)
   + distill.hidden * pooled-feature MSE (with a teacher; without one the
-  task loss alone) + dynamicvit.ratio_weight * DynamicViT's ratio loss.
+  task loss alone) + the reducer's own terms, weighted as it says
+  (`loss_terms`: DynamicViT's keep-ratio loss).
   """
   distill, reduce = config.distill, model.config.reduce
   if distill.attn:
@@ -131,10 +132,10 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
         metrics["kd_hidden"] = losses.masked_mean(pooled_kd(out, t_out),
                                                   valid)
         loss = loss + distill.hidden * metrics["kd_hidden"]
-    if reduce.method == "dynamicvit":
-      metrics["ratio_loss"] = keep_ratio_loss(out["keep_fractions"],
-                                              reduce.keep_ratios)
-      loss = loss + config.dynamicvit.ratio_weight * metrics["ratio_loss"]
+    for name, (weight, value) in reduce.loss_terms(
+        out.get("reducer_aux", ())).items():
+      metrics[name] = value
+      loss = loss + weight * value
     metrics["loss"] = loss
     return loss, metrics
 
@@ -165,7 +166,8 @@ def train_and_evaluate(
   # ----- Sharded state ------------------------------------------------------
   abstract_params = nn.meta.unbox(jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), **example))["params"])
-  tx = optim.make_optimizer(config.optim, config.total_steps, abstract_params)
+  tx = optim.make_optimizer(config.optim, config.total_steps, abstract_params,
+                            model_config.reduce.param_name)
   state, shardings = init_sharded_state(
       model, tx, example, jax.random.PRNGKey(config.seed), mesh)
 

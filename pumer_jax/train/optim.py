@@ -1,8 +1,9 @@
 """AdamW with warmup + decay, per-group learning rates, and clipping.
 
 Parameter groups come from the parameter path: the task head
-(`classifier`, `rank`), DynamicViT's keep predictors, fusion layers (METER),
-and everything else. Each group's rate is the base schedule times its
+(`classifier`, `rank`), the reducer's own parameters (its `param_name`
+scopes: DynamicViT's keep predictors), fusion layers (METER), and
+everything else. Each group's rate is the base schedule times its
 multiplier (`optim.lr_mults`). Weight decay applies to matrices and
 embeddings, not to biases or LayerNorm scales.
 """
@@ -14,19 +15,20 @@ from typing import Any
 import flax
 import optax
 
-GROUPS = ("base", "head", "fusion", "predictor")
+GROUPS = ("base", "head", "fusion", "reducer")
 # METER's cross-modal parameters (its `cross_modal_*`): fine-tuned at a
 # higher learning rate than the pre-trained encoders.
 FUSION_PREFIXES = ("text_layer_", "image_layer_", "text_transform",
                    "image_transform", "text_pooler", "image_pooler")
 
 
-def param_group(path: tuple[str, ...]) -> str:
-  """The optimiser group of a parameter, from its path."""
+def param_group(path: tuple[str, ...], reducer_scope: str = "") -> str:
+  """The optimiser group of a parameter, from its path (`reducer_scope`:
+  the reducer's `param_name`, whose stages are `{reducer_scope}_{i}`)."""
   if path[0] in ("classifier", "rank"):
     return "head"
-  if any(p.startswith("keep_predictor") for p in path):
-    return "predictor"
+  if reducer_scope and any(p.startswith(reducer_scope + "_") for p in path):
+    return "reducer"
   if path[0] == "meter" and path[1].startswith(FUSION_PREFIXES):
     return "fusion"
   return "base"
@@ -57,9 +59,10 @@ def _decay_mask(params: Any) -> Any:
   return flax.traverse_util.unflatten_dict(mask)
 
 
-def make_optimizer(optim: Any, total_steps: int, params: Any
-                   ) -> optax.GradientTransformation:
-  """The full optimiser for `params` (a tree, abstract or concrete).
+def make_optimizer(optim: Any, total_steps: int, params: Any,
+                   reducer_scope: str = "") -> optax.GradientTransformation:
+  """The full optimiser for `params` (a tree, abstract or concrete);
+  `reducer_scope` names the reducer's own parameters (`param_group`).
 
   EfficientVLM's gate state is not a parameter: it has its own optimiser
   (`compress.gates.gate_optimizer`) in the train state.
@@ -77,7 +80,7 @@ def make_optimizer(optim: Any, total_steps: int, params: Any
                        mask=_decay_mask)
 
   labels = flax.traverse_util.path_aware_map(
-      lambda path, _: param_group(path), params)
+      lambda path, _: param_group(path, reducer_scope), params)
   transforms = {g: group_optimizer(mults.get(g, 1.0)) for g in GROUPS}
   chain = [optax.multi_transform(transforms, labels)]
   if optim.grad_clip:
