@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MODEL=${1:?usage: $0 vilt|meter}
 case $MODEL in
-  vilt) DATA="configs/vilt_shapes.py:pretrain,stage=2"; LAST=1 ;;
+  vilt) DATA="configs/vilt_shapes.py:pretrain"; LAST=1 ;;
   meter) DATA="configs/meter_vqa.py:shapes,pretrain"; LAST=0 ;;
   *) echo "model must be vilt or meter, got $MODEL" >&2; exit 2 ;;
 esac

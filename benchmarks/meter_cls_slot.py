@@ -10,9 +10,8 @@ any slot, from the model's source map (`track_source=True`).
 
   python benchmarks/meter_cls_slot.py \
       --config configs/meter_vqa.py:shapes,pretrain \
-      --config.eval.checkpoint=checkpoints/meter_shapes --workdir runs/cls_slot
-
-Writes WORKDIR/meter_cls_slot.json.
+      --model_dir checkpoints/meter_shapes \
+      --out benchmarks/results/meter_cls_slot.json
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax
 import numpy as np
 
 from pumer_jax import entry
 from pumer_jax.data import loaders
-from pumer_jax.models import saved
-from pumer_jax.models.inputs import model_inputs
+from pumer_jax.evaluate.score import forward, load
 from pumer_jax.reduce import ReduceConfig
 
 RATIOS = (0.1, 0.25, 0.6)  # the ablation's 0.91, 0.82 and 0.71 points
@@ -35,12 +32,12 @@ RATIOS = (0.1, 0.25, 0.6)  # the ablation's 0.91, 0.82 and 0.71 points
 def cls_counts(model_dir, config, reduce: ReduceConfig) -> dict[str, int]:
   """Test questions whose [CLS] sits in slot 0, or anywhere, after the
   last reduction."""
-  model, variables = saved.load_model(model_dir, reduce=reduce)
-  forward = jax.jit(lambda p, b: model.apply(
-      {"params": p}, **model_inputs(b), track_source=True)["sources"][-1])
+  model, variables = load(model_dir, reduce)
+  tracked = forward(model, track_source=True)
   counts = dict(questions=0, cls_in_slot_0=0, cls_anywhere=0)
-  for batch in loaders.eval_batches(config, config.eval.split)():
-    source = np.asarray(forward(variables["params"], batch))  # [B, N, N0]
+  for batch in loaders.eval_batches(config, "test")():
+    out = tracked(variables["params"], batch)
+    source = np.asarray(out["sources"][-1])  # [B, N, N0]
     real = np.asarray(batch["valid"], bool)
     from_cls = source[real, :, 0] > 0  # [b, N]: slot holds original token 0
     counts["questions"] += int(real.sum())
@@ -49,10 +46,14 @@ def cls_counts(model_dir, config, reduce: ReduceConfig) -> dict[str, int]:
   return counts
 
 
-def main(config, workdir):
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  model_dir = config.eval.checkpoint or str(workdir / "model")
+def main(argv=None) -> list[dict]:
+  parser = entry.script_parser(__doc__.split("\n\n")[0])
+  parser.add_argument("--model_dir", required=True)
+  parser.add_argument("--out", required=True, help="the JSON to write")
+  args = parser.parse_args(argv)
+  entry.script_setup()
+  config = entry.script_config(args)
+  model_dir = args.model_dir
   rows = []
   for ratio in RATIOS:
     for semantics in ("official", "sized"):
@@ -63,12 +64,13 @@ def main(config, workdir):
                  **cls_counts(model_dir, config, reduce))
       rows.append(row)
       print(row, flush=True)
-  path = workdir / "meter_cls_slot.json"
-  path.write_text(json.dumps(dict(model_dir=model_dir,
-                                  split=config.eval.split, rows=rows),
-                             indent=2) + "\n")
+  path = pathlib.Path(args.out)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(dict(model_dir=model_dir, split="test",
+                                  rows=rows), indent=2) + "\n")
   print(f"wrote {path}")
+  return rows
 
 
 if __name__ == "__main__":
-  entry.run(main)
+  main()

@@ -1,77 +1,60 @@
-r"""Per-question-type VQA score of a shapes_vqa model, next to the text-only reference.
+r"""Per-question-type VQA score of a shapes_vqa model, beside the text-only
+reference, with 95% intervals.
 
   python benchmarks/shapes_per_type.py --config configs/vilt_shapes.py:pretrain \
-      --workdir runs/shapes_pretrain [--config.eval.split=test]
+      --model_dir checkpoints/vilt_shapes [--split test] [--reduce pumer] \
+      [--set data.builder_config.patch_aligned=0] [--out runs/per_type.json]
 
-Reads the model at `config.eval.checkpoint` (else WORKDIR/model), evaluates
-it unreduced on `config.eval.split`, and prints (and writes to
-WORKDIR/per_type_<split>.json) the score overall and per question type, and
-the same for the text-only reference: the best answer per exact question
-text, counted on the train split (the majority answer for unseen texts).
+Scores the model (unreduced, or under the config's `reducers[--reduce]`) on
+the split with `pumer_jax.evaluate.score`; the text-only reference is the
+best answer per exact question text on the train split. `--set` changes the
+data (objects off the patch grid, another seed: `data.builder_config.seed`).
+Prints a markdown table; `--out` also writes it as JSON.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import pathlib
 
-import jax
-import numpy as np
-import tensorflow_datasets as tfds
-
 from pumer_jax import entry
-from pumer_jax.data import loaders, shapes_vqa
-from pumer_jax.evaluate.text_only import text_only_answers
+from pumer_jax.data import loaders
+from pumer_jax.evaluate import per_type, score
+from pumer_jax.evaluate.runner import reducer_for
+from pumer_jax.evaluate.target_recall import split_records
 from pumer_jax.models import saved
-from pumer_jax.models.inputs import model_inputs
 
 
-def main(config, workdir):
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  split = config.eval.split
-  model_dir = pathlib.Path(config.eval.checkpoint or workdir / "model")
-  model, variables = saved.load_model(model_dir)
-  builder = loaders.prepared_builder(config)
-  skip = {"image": tfds.decode.SkipDecoding()}
-  source = builder.as_data_source(split=split, decoders=skip)
-  kinds = [source[i]["question_type"].decode() for i in range(len(source))]
-  texts = [source[i]["question"].decode() for i in range(len(source))]
-  truth = [source[i]["answers"][0].decode() for i in range(len(source))]
-  best, majority = text_only_answers(
-      builder.as_data_source(split="train", decoders=skip))
-
-  forward = jax.jit(lambda p, b: model.apply({"params": p}, **model_inputs(b),
-                                             train=False)["logits"])
-  predicted = {}
-  for batch in loaders.eval_batches(config, split)():
-    logits = np.asarray(forward(variables["params"], batch))
-    for row in np.flatnonzero(batch["valid"]):
-      predicted[int(batch["example_id"][row])] = shapes_vqa.ANSWERS[
-          int(logits[row].argmax())]
-  assert len(predicted) == len(source)
-
-  model_hits = collections.defaultdict(list)
-  text_hits = collections.defaultdict(list)
-  for i, kind in enumerate(kinds):
-    for key in ("all", kind):
-      model_hits[key].append(predicted[i] == truth[i])
-      text_hits[key].append(best.get(texts[i], majority) == truth[i])
-  order = ["all", *shapes_vqa.QUESTION_TYPES]
-  report = {k: dict(n=len(model_hits[k]), model=float(np.mean(model_hits[k])),
-                    text_only=float(np.mean(text_hits[k])))
-            for k in order if model_hits[k]}
-  print(f"{'type':<10}{'n':>6}{'model':>9}{'text only':>11}")
-  for k, r in report.items():
-    print(f"{k:<10}{r['n']:>6}{100 * r['model']:>8.1f}%"
-          f"{100 * r['text_only']:>10.1f}%")
-  path = workdir / f"per_type_{split}.json"
-  path.write_text(json.dumps(dict(model_dir=str(model_dir), split=split,
-                                  per_type=report), indent=2) + "\n")
-  print(f"wrote {path}")
-  return report
+def main(argv=None) -> dict:
+  parser = entry.script_parser(__doc__.split("\n\n")[0])
+  parser.add_argument("--model_dir", required=True)
+  parser.add_argument("--split", default="test")
+  parser.add_argument("--reduce", default="",
+                      help="a config.reducers entry (default: unreduced)")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args(argv)
+  entry.script_setup()
+  config = entry.script_config(args)
+  reduce = None
+  if args.reduce:
+    trained = saved.load_model(args.model_dir)[0].config.reduce
+    reduce = reducer_for(args.reduce, config, trained)
+  scored = score.score(args.model_dir,
+                       loaders.eval_batches(config, args.split),
+                       reduce=reduce)
+  table = per_type.per_type(scored, split_records(config, args.split),
+                            split_records(config, "train"))
+  print(per_type.format_per_type(table))
+  if args.out:
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(
+        model_dir=args.model_dir, config=args.config, overrides=args.set,
+        split=args.split, reduce=args.reduce or "none", per_type=table),
+        indent=2) + "\n")
+    print(f"wrote {out}")
+  return table
 
 
 if __name__ == "__main__":
-  entry.run(main)
+  main()

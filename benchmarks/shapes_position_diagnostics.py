@@ -9,10 +9,9 @@ r"""Why a shapes_vqa model fails position questions: two measurements.
    need, where it sits.
 
   python benchmarks/shapes_position_diagnostics.py \
-      --config configs/vilt_shapes.py:pretrain,stage=2 \
-      --config.eval.checkpoint=checkpoints/vilt_shapes --workdir runs/pos_diag
-
-Writes WORKDIR/position_diagnostics.json.
+      --config configs/vilt_shapes.py:pretrain \
+      --model_dir checkpoints/vilt_shapes \
+      --out benchmarks/results/position_diagnostics_vilt_shapes.json
 """
 
 from __future__ import annotations
@@ -20,15 +19,14 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax
 import numpy as np
 
 from pumer_jax import entry
 from pumer_jax.data import loaders
 from pumer_jax.data.shapes_vocab import ANSWERS
+from pumer_jax.evaluate.score import forward as compiled_forward
+from pumer_jax.evaluate.score import load
 from pumer_jax.evaluate.target_recall import first_patch_column, split_records
-from pumer_jax.models import saved
-from pumer_jax.models.inputs import model_inputs
 
 PROBE_BATCHES = 8  # of the train split, for the probe's fit (3/4) and test
 
@@ -42,15 +40,18 @@ def _layers(out) -> dict[str, np.ndarray]:
   return {f"layer_{i}": np.asarray(h) for i, h in enumerate(hidden)}
 
 
-def main(config, workdir):
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  model_dir = config.eval.checkpoint or str(workdir / "model")
-  model, variables = saved.load_model(model_dir)
+def main(argv=None) -> dict:
+  parser = entry.script_parser(__doc__.split("\n\n")[0])
+  parser.add_argument("--model_dir", required=True)
+  parser.add_argument("--out", required=True, help="the JSON to write")
+  args = parser.parse_args(argv)
+  entry.script_setup()
+  config = entry.script_config(args)
+  model_dir = args.model_dir
+  model, variables = load(model_dir)
   c = model.config
   grid = c.image_size // c.patch_size
-  forward = jax.jit(lambda p, b: model.apply(
-      {"params": p}, **model_inputs(b), output_hidden_states=True))
+  forward = compiled_forward(model, output_hidden_states=True)
   params = variables["params"]
 
   flips = {"left": 2, "right": 2, "above": 1, "below": 1}  # axis to flip
@@ -95,10 +96,12 @@ def main(config, workdir):
       mirrored_answers_changed={k: dict(n=len(v), share=float(np.mean(v)) if v
                                         else None) for k, v in changed.items()},
       probe_objects=int(len(target) - fit), probe_right_half_accuracy=probe)
-  path = workdir / "position_diagnostics.json"
+  path = pathlib.Path(args.out)
+  path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(report, indent=2) + "\n")
   print(json.dumps(report, indent=2))
+  return report
 
 
 if __name__ == "__main__":
-  entry.run(main)
+  main()

@@ -128,30 +128,6 @@ def operating_points(config, model_dir, weights: str, root
   return points
 
 
-def train(config, model_dir, weights: str, reduce: ReduceConfig,
-          root: pathlib.Path) -> pathlib.Path:
-  """A short distillation from the unreduced model, in a workdir named by
-  its config and the model's `weights` digest (a changed setting or model
-  trains anew, beside; a finished one is reused, an interrupted one
-  resumed)."""
-  c = config.copy_and_resolve_references()
-  c.unlock()
-  c.reduce = reduce.to_dict()
-  c.init_from = str(model_dir)
-  c.distill.teacher = str(model_dir)
-  c.total_steps = DISTILL["total_steps"]
-  c.checkpoint_every = DISTILL["total_steps"]
-  c.optim.lr = DISTILL["lr"]
-  c.optim.warmup_steps = DISTILL["warmup_steps"]
-  c.stop_at = 0
-  c.lock()
-  digest = cache_key(c.to_json(sort_keys=True), weights)
-  workdir = root / f"trained_{reduce.method}_{digest}"
-  if not (workdir / "model").exists():
-    finetune.train_and_evaluate(c, workdir)
-  return workdir / "model"
-
-
 def table(rows: list[dict], references: dict[str, float]) -> str:
   lines = [f"{'method':<11}{'point':>6}{'trained':>8}{'VQA score':>10}"
            f"{'95% CI':>15}{'FLOPs':>7}{'speedup':>8}  target recall "
@@ -205,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(k.split("@")[0] for k in trainable))
   for key in trainable:
     reduce = ReduceConfig.from_mapping(points[key]["reduce"])
-    trained = train(config, model_dir, weights, reduce, root)
+    trained = finetune.distilled_run(
+        config, model_dir, weights, reduce, root,
+        steps=DISTILL["total_steps"], lr=DISTILL["lr"],
+        warmup_steps=DISTILL["warmup_steps"])
     settings[f"{key}+trained"] = tradeoff.Setting(
         trained, reduce, reduce.method, point, trained=True)
 

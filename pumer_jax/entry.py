@@ -1,7 +1,10 @@
-"""What train.py and eval.py share: their flags and process set-up."""
+"""What the entry points share: train.py's and eval.py's flags and process
+set-up, and the command line of the benchmark scripts."""
 
 from __future__ import annotations
 
+import argparse
+import ast
 import os
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +14,7 @@ from ml_collections import config_flags
 import jax
 
 from pumer_jax import xla_cpu
+from pumer_jax.configs.base import load_config
 
 
 # A plain cluster (or one machine's localhost): each process is told the
@@ -68,3 +72,49 @@ def run(body: Callable[[Any, str], Any]) -> None:
     body(config.value, workdir.value)
 
   app.run(main)
+
+
+def script_parser(description: str, *, config: bool = True
+                  ) -> argparse.ArgumentParser:
+  """The command line every benchmark script shares: argparse flags, and
+  (with `config`) `--config FILE:VARIANT` with `--set KEY=VALUE` overrides
+  of its keys (repeatable; values read as Python literals, else strings)."""
+  parser = argparse.ArgumentParser(description=description)
+  if config:
+    parser.add_argument("--config", required=True,
+                        help="a config file and variant, e.g. "
+                        "configs/vilt_shapes.py:pretrain")
+    parser.add_argument("--set", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set "
+                        "data.data_dir=runs/data")
+  return parser
+
+
+def script_config(args: argparse.Namespace):
+  """The script's config: `--config`'s `get_config`, then every `--set`."""
+  config = load_config(args.config)
+  for item in args.set:
+    key, sep, raw = item.partition("=")
+    if not sep:
+      raise ValueError(f"--set {item!r} must be KEY=VALUE.")
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    if last not in node:
+      raise ValueError(f"--set {key}: the config has no key {last!r} "
+                       f"there; it has {sorted(node)}.")
+    node[last] = value
+  return config
+
+
+def script_setup() -> None:
+  """What a script does before touching a device: the project's XLA:CPU
+  defaults, and library loggers kept to warnings."""
+  xla_cpu.apply_fast_defaults()
+  logging.set_verbosity(logging.WARNING)

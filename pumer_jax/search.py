@@ -106,10 +106,13 @@ def _params_for(model, params, probe):
                                  "pixel_values") if k in probe}))["params"]
 
 
+RANKS = ("accuracy", "nearest")
+
+
 def search(model_dir, make_batches: Callable[[], Iterable[dict]],
            method: str, flop_ratio: float, *,
            options: list[ReduceConfig] | None = None, top: int = 8,
-           progress: bool = True,
+           progress: bool = True, rank: str = "accuracy",
            cost_cache: dict[Any, float] | None = None) -> list[dict]:
   """The `top` most expensive schedules within `flop_ratio`, evaluated.
 
@@ -121,12 +124,16 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   sorted by accuracy (then by lower FLOP ratio), each with the setting,
   its FLOP ratio and its mean VQA score / accuracy.
 
-  A method with parameters of its own (DynamicViT's predictors) has no
-  accuracy off the shelf: its rows are every costed setting, nearest the
-  budget first, with `score` None (train the one you pick).
+  `rank="nearest"` ranks by cost alone: every setting is costed and the
+  rows are those nearest the budget (over or under it), with `score` None.
+  A method
+  with parameters of its own (DynamicViT's predictors) has no accuracy off
+  the shelf, so it is always ranked so (train the one you pick).
   """
   if not 0.0 < flop_ratio <= 1.0:
     raise ValueError(f"--flop_ratio={flop_ratio} must be in (0, 1].")
+  if rank not in RANKS:
+    raise ValueError(f"rank={rank!r} must be one of {RANKS}.")
   base, variables = saved.load_model(model_dir)
   params = variables["params"]
   batch = next(iter(make_batches()))
@@ -144,7 +151,7 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   keyed = [k for k in keyed if k[0] is not None]
   if not keyed:
     raise ValueError(f"no {method} setting is valid for this model.")
-  trained_only = bool(keyed[0][2].param_stages())
+  nearest = rank == "nearest" or bool(keyed[0][2].param_stages())
   # Cost settings from the most expensive (by proxy) down, skipping those
   # the proxy puts far over budget, until `top` distinct schedules fit and
   # the proxy has fallen clearly below the cheapest of them.
@@ -155,10 +162,10 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   bar = tqdm(total=len(keyed), desc=f"{method}: FLOPs", disable=not progress)
   for key, proxy, reduce in keyed:
     bar.update()
-    if proxy - flop_ratio > PROXY_WINDOW[1] and not trained_only:
+    if not nearest and proxy - flop_ratio > PROXY_WINDOW[1]:
       continue
-    if (len(within) >= top and proxy - min(r for r, _ in within.values())
-        < PROXY_WINDOW[0]):
+    if (not nearest and len(within) >= top
+        and proxy - min(r for r, _ in within.values()) < PROXY_WINDOW[0]):
       break
     if key not in cost_cache:
       cost_cache[key] = flops(reduce) / full
@@ -168,11 +175,11 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
     if ratio <= flop_ratio and key not in within:
       within[key] = (ratio, reduce)
   bar.close()
-  if trained_only:  # nearest the budget first: no accuracy to rank by
-    nearest = sorted(costed.values(), key=lambda p: abs(p[0] - flop_ratio))
+  if nearest:  # every setting costed, nearest the budget first
+    ranked = sorted(costed.values(), key=lambda p: abs(p[0] - flop_ratio))
     return [dict(reduce=r.to_dict(), flop_ratio=ratio,
                  screened_flop_ratio=ratio, score=None)
-            for ratio, r in nearest[:top]]
+            for ratio, r in ranked[:top]]
   if not within:
     if cheapest is None:  # all over budget by proxy: cost the cheapest one
       key, _, reduce = keyed[-1]

@@ -6,6 +6,7 @@ import pathlib
 
 import numpy as np
 
+from pumer_jax.evaluate.score import score
 from pumer_jax.models import saved
 from train_fixtures import init_model, random_batch, tiny_config
 
@@ -29,8 +30,6 @@ def test_bf16_comparison_runs_on_a_saved_model(tmp_path):
   assert [r["method"] for r in rows] == ["pumer"]
   for r in rows:
     assert r["examples"] == 16 and 0.0 <= r["argmax_agreement"] <= 1.0
-  same = bf16.predictions(tmp_path / "model", config, model.config.reduce,
-                          "float32", batches)
-  again = bf16.predictions(tmp_path / "model", config, model.config.reduce,
-                           "float32", batches)
-  np.testing.assert_array_equal(same[0], again[0])
+  same = score(tmp_path / "model", batches, dtype="float32")
+  again = score(tmp_path / "model", batches, dtype="float32")
+  np.testing.assert_array_equal(same.answers, again.answers)

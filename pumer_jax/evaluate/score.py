@@ -32,26 +32,28 @@ SEED = 0
 ModelSource = str | pathlib.Path | tuple[nn.Module, dict[str, Any]]
 
 
-def load(model: ModelSource, reduce: ReduceConfig | None = None
-         ) -> tuple[nn.Module, dict[str, Any]]:
+def load(model: ModelSource, reduce: ReduceConfig | None = None,
+         **overrides) -> tuple[nn.Module, dict[str, Any]]:
   """`(module, variables)` of a model directory or a `(model, variables)`
-  pair, under `reduce` (None: the reducer it was saved with)."""
+  pair, under `reduce` (None: the reducer it was saved with) and other
+  model-config `overrides` (`dtype="bfloat16"`)."""
+  if reduce is not None:
+    overrides["reduce"] = reduce
   if isinstance(model, (str, pathlib.Path)):
-    overrides = {} if reduce is None else {"reduce": reduce}
     return saved.load_model(model, **overrides)
   module, variables = model
-  if reduce is not None:
-    module = type(module)(dataclasses.replace(module.config, reduce=reduce))
+  if overrides:
+    module = type(module)(dataclasses.replace(module.config, **overrides))
   return module, variables
 
 
-def forward(module: nn.Module, *, track_source: bool = False,
-            output_attentions: bool = False) -> Callable:
+def forward(module: nn.Module, **outputs: bool) -> Callable:
   """The jitted inference forward: `(params, batch) -> the model's outputs`
-  (batch: a data batch; its model inputs are taken from it)."""
+  (batch: a data batch; its model inputs are taken from it). `outputs`:
+  the model's output flags (`track_source`, `output_hidden_states`,
+  `output_attentions`)."""
   return jax.jit(lambda params, batch: module.apply(
-      {"params": params}, **model_inputs(batch), train=False,
-      track_source=track_source, output_attentions=output_attentions))
+      {"params": params}, **model_inputs(batch), train=False, **outputs))
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int = RESAMPLES,
@@ -126,7 +128,7 @@ def score(model: ModelSource,
           make_batches: Callable[[], Iterable[dict[str, np.ndarray]]], *,
           reduce: ReduceConfig | None = None,
           records: Sequence[dict] | None = None,
-          track_source: bool | None = None) -> SplitScores:
+          track_source: bool | None = None, **overrides) -> SplitScores:
   """Scores `model` under `reduce` on the split `make_batches()` yields.
 
   Args:
@@ -138,8 +140,9 @@ def score(model: ModelSource,
       target recall per reduction layer is computed from the source maps.
     track_source: keep the source maps (default: when `records` are given
       and the reducer has reduction layers).
+    **overrides: model-config fields (`dtype="bfloat16"`).
   """
-  module, variables = load(model, reduce)
+  module, variables = load(model, reduce, **overrides)
   params = variables["params"]
   c = module.config
   compiled = None

@@ -13,7 +13,7 @@ EfficientVLM benchmark build their tables with it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,7 @@ class Setting:
 def compare(settings: Mapping[str, Setting],
             make_batches: Callable[[], Iterable[dict]], *,
             records=None, reference: str | None = None,
+            differences: Sequence[tuple[str, str]] = (),
             timing_batch: dict | None = None, min_seconds: float = 2.0,
             rounds: int = 4) -> list[dict[str, Any]]:
   """A table row per setting, scored on one split, timed in one process.
@@ -67,13 +68,16 @@ def compare(settings: Mapping[str, Setting],
     records: the split's shapes_vqa records, for target recall.
     reference: the setting the paired differences are taken against
       (default: the first).
+    differences: more pairs `(a, b)`: a row "a - b" each, with the mean
+      per-question difference a - b and its paired interval.
     timing_batch: the batch every setting is timed on (default: the
       split's first); None in `min_seconds=0` runs skips timing.
 
   Returns:
     Rows with the setting's name, method, point, trained, reduce, score,
     interval, `vs_reference` (mean paired difference) and its interval,
-    tokens, recall, FLOPs per example and, timed, examples per second.
+    tokens, recall, FLOPs per example and, timed, examples per second; then
+    the `differences` rows.
   """
   reference = reference or next(iter(settings))
   scored = {name: score(s.model, make_batches, reduce=s.reduce,
@@ -95,13 +99,22 @@ def compare(settings: Mapping[str, Setting],
         min_seconds=min_seconds, rounds=rounds)
     for row in rows:
       row.update(measured[row["name"]])
+  for a, b in differences:
+    diff = scored[a].scores - scored[b].scores
+    rows.append(dict(name=f"{a} - {b}", method="difference",
+                     point=settings[b].point, trained=settings[b].trained,
+                     vqa_score=float(diff.mean()), ci95=bootstrap_ci(diff),
+                     examples=int(len(diff))))
   return rows
 
 
 def add_ratios(rows: list[dict[str, Any]], baseline: str) -> None:
-  """Adds `flop_ratio` and `speedup` against the row named `baseline`."""
+  """Adds `flop_ratio` and `speedup` against the row named `baseline`
+  (difference rows have neither)."""
   base = next(r for r in rows if r["name"] == baseline)
   for row in rows:
+    if "flops_per_example" not in row:
+      continue
     row["flop_ratio"] = row["flops_per_example"] / base["flops_per_example"]
     if "examples_per_s" in row:
       row["speedup"] = row["examples_per_s"] / base["examples_per_s"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -195,3 +196,34 @@ def train_and_evaluate(
   saved.save_model(workdir / "model", model_config, state.params,
                    overwrite=True)
   return state
+
+
+def distilled_run(config: ml_collections.ConfigDict, teacher_dir,
+                  teacher_digest: str, reduce: ReduceConfig, root, *,
+                  steps: int, lr: float, warmup_steps: int) -> pathlib.Path:
+  """The model of a short distillation of `reduce` from the unreduced
+  teacher (PuMer's recipe), trained once and then reused.
+
+  Starts from the teacher's weights; `config` gives the data and the rest.
+  The workdir under `root` is named by a digest of the whole run config
+  and of the teacher's weights (`saved.weights_digest`), so any change (a
+  setting, the steps, the lr, a replaced teacher) trains anew, beside; a
+  finished run is reused, an interrupted one resumed.
+  """
+  c = config.copy_and_resolve_references()
+  c.unlock()
+  c.reduce = reduce.to_dict()
+  c.init_from = str(teacher_dir)
+  c.distill.teacher = str(teacher_dir)
+  c.total_steps = steps
+  c.checkpoint_every = steps
+  c.optim.lr = lr
+  c.optim.warmup_steps = warmup_steps
+  c.stop_at = 0
+  c.lock()
+  digest = hashlib.sha1((c.to_json(sort_keys=True) + teacher_digest)
+                        .encode()).hexdigest()[:8]
+  workdir = pathlib.Path(root) / f"trained_{reduce.method}_{digest}"
+  if not (workdir / "model" / saved.CONFIG_FILE).exists():
+    train_and_evaluate(c, workdir)
+  return workdir / "model"
