@@ -14,8 +14,8 @@ teacher, on its data (benchmarks/efficientvlm_shapes.sh runs the chain):
 
 `model=meter` does the same for METER (teacher: checkpoints/meter_shapes,
 configs/meter_vqa.py:shapes,pretrain, whose every module has an even
-depth). Variants: model=vilt|meter, stage=distill|prune, runlocal (a few
-steps).
+depth). Variants: model=vilt|meter, stage=distill|prune (the trainer's
+stage, config key `stage`), runlocal (a few steps).
 """
 
 import importlib.util
@@ -35,13 +35,14 @@ def _sibling(name: str, arg: str):
 def get_config(arg=None):
   args = parse_arg(arg, model="vilt", stage="distill", runlocal=False)
   if args.model not in ("vilt", "meter"):
-    raise ValueError(f"model={args.model!r} must be vilt or meter.")
+    raise ValueError(f"config variant model={args.model!r} is not one of "
+                     "['meter', 'vilt'].")
   if args.stage not in ("distill", "prune"):
-    raise ValueError(f"stage={args.stage!r} must be distill or prune.")
+    raise ValueError(f"config variant stage={args.stage!r} is not one of "
+                     "['distill', 'prune'].")
   # The teacher's task and data: the architecture comes from the checkpoints.
   if args.model == "vilt":
-    c = _sibling("vilt_shapes", "runlocal" if args.runlocal
-                 else "pretrain,stage=2")
+    c = _sibling("vilt_shapes", "runlocal" if args.runlocal else "pretrain")
   else:
     c = _sibling("meter_vqa", "shapes" if args.runlocal else "shapes,pretrain")
   c.init_from = ""  # the student starts from the teacher (distill.teacher)

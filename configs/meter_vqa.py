@@ -14,8 +14,9 @@ shapes (the tiny model on the embedded shapes_vqa dataset, no download):
 
   python train.py --config configs/meter_vqa.py:shapes --workdir runs/meter_shapes
 
-and shapes,pretrain (stage=1, 2 or the default 3): the three runs of the
-shipped checkpoints/meter_shapes, whose README gives the commands.
+and shapes,pretrain (run=1, 2 or the default 3): the three runs of the
+shipped checkpoints/meter_shapes (`pumer_jax/configs/shapes.py`), whose
+README gives the commands.
 
 Expected (PuMer paper, test-dev): METER 77.7 VQA score unreduced, 77.3 with
 PuMer. Not reproduced here: this machine has neither the data nor a GPU.

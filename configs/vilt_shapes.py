@@ -1,7 +1,9 @@
 r"""ViLT on the embedded `shapes_vqa` dataset: CPU-sized, trains in minutes.
 
-A 4-layer, 128-wide ViLT with 16x16 patches on 96x96 images (36 patches +
-CLS), questions of at most 16 tokens. The dataset generates itself (no
+Without a variant: a quick 4-layer, 128-wide ViLT with 16x16 patches on
+96x96 images (36 patches + CLS) and the dataset's default scenes, questions
+of at most 16 tokens: a model to try the commands on, not a shipped one (the
+`pretrain` variants below train those). The dataset generates itself (no
 download) into data.data_dir on first use.
 
   python train.py --config configs/vilt_shapes.py --workdir runs/shapes
@@ -13,11 +15,12 @@ PuMer with distillation from the unreduced run, starting from its weights:
       --config.distill.teacher=runs/shapes/model \
       --config.init_from=runs/shapes/model --workdir runs/shapes_pumer
 
-Variants (after the colon): method=none|pumer|tome|dynamicvit|smres,
-runlocal (a few steps, for a smoke test), pretrain,stage=1 and pretrain (the
-two runs of the model shipped in checkpoints/vilt_shapes, whose data `pretrain`
-names: see its README). `make demo` runs the whole sequence; see README.md for
-the accuracy it reaches.
+Variants (after the colon): method=NAME (a reducer of REDUCERS), runlocal
+(a few steps, for a smoke test), and the shipped models' recipes
+(`pumer_jax/configs/shapes.py`): pretrain,run=1 and pretrain (the two runs of
+checkpoints/vilt_shapes, whose data `pretrain` names), lab=grid12,pretrain,run=1
+and lab=grid12,pretrain (those of checkpoints/vilt_shapes_grid12). See their
+READMEs for the accuracy they reach.
 """
 
 from pumer_jax.configs import shapes
@@ -38,7 +41,7 @@ REDUCERS = dict(
 
 def get_config(arg=None):
   args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
-                   stage=2, lab="grid4")
+                   run=2, lab="grid4")
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -71,10 +74,11 @@ def get_config(arg=None):
   c.eval.split = "test"
   c.eval.batch_size = 250
 
-  if args.pretrain and args.lab == "grid12":
-    _pretrain_grid12(c, args.stage)
-  elif args.pretrain:
-    _pretrain(c, args.stage)
+  if args.pretrain:
+    shapes.vilt_recipe(c, args.lab, args.run)
+  elif args.lab != "grid4" or args.run != 2:
+    raise ValueError("lab= and run= choose a shipped model's recipe: add "
+                     "`pretrain` (e.g. vilt_shapes.py:lab=grid12,pretrain).")
 
   if args.runlocal:
     c.debug_checks = True  # checkify the input values inside jit
@@ -87,54 +91,3 @@ def get_config(arg=None):
     c.data.builder_config.update(dict(num_train=64, num_validation=50,
                                       num_test=100))
   return c
-
-
-STAGE1_MODEL = "runs/shapes_pretrain_s1/model"
-
-
-def _pretrain(c, stage):
-  """A ViLT that reads the image (see checkpoints/vilt_shapes/README.md).
-
-  The data and schedules are `pumer_jax.configs.shapes` (shared with
-  meter_vqa.py:shapes,pretrain). Stage 1 (`pretrain,stage=1`): the position
-  curriculum, 1000 steps at lr 1e-4 of one-object scenes. Stage 2
-  (`pretrain`, the default, from stage 1's model at STAGE1_MODEL): the
-  mixed data with 40% position questions, 5500 steps of a 10k-step cosine
-  schedule (stop_at).
-  """
-  shapes.check_stage(stage, {1: "the position curriculum",
-                             2: "the main run, the default"})
-  c.model.update(dict(hidden_size=128, num_hidden_layers=4,
-                      num_attention_heads=4, intermediate_size=256,
-                      image_size=64, patch_size=16, input_size=(64, 64),
-                      **shapes.IMAGE_INIT))
-  if stage == 1:
-    shapes.set_curriculum(c, stop_at=1000)
-  else:  # from stage 1's weights
-    c.init_from = STAGE1_MODEL
-    shapes.set_data(c, train_position_share=shapes.POSITION_SHARE)
-    shapes.set_schedule(c, total_steps=10_000, stop_at=5500)
-
-
-GRID12_STAGE1_MODEL = "runs/shapes_grid12_s1/model"
-
-
-def _pretrain_grid12(c, stage):
-  """The second laboratory's ViLT (checkpoints/vilt_shapes_grid12/README.md).
-
-  `pumer_jax.configs.shapes`' GRID12_MODEL on GRID12_DATA. Stage 1
-  (`lab=grid12,pretrain,stage=1`): the position curriculum, 1000 steps at lr
-  1e-4 of one-object scenes, as the first laboratory's. Stage 2
-  (`lab=grid12,pretrain`, from stage 1's model at GRID12_STAGE1_MODEL): the
-  mixed data with 40% position questions, a 6000-step cosine schedule at
-  lr 5e-4 (the 12-layer model's; the 4-layer one's is 1e-3).
-  """
-  shapes.check_stage(stage, {1: "the position curriculum",
-                             2: "the main run, the default"})
-  c.model.update(shapes.GRID12_MODEL)
-  if stage == 1:
-    shapes.set_curriculum(c, stop_at=1000, lab="grid12")
-  else:
-    c.init_from = GRID12_STAGE1_MODEL
-    shapes.set_data(c, "grid12", train_position_share=shapes.POSITION_SHARE)
-    shapes.set_schedule(c, total_steps=6000, lr=5e-4, warmup=300)

@@ -71,7 +71,26 @@ def run(body: Callable[[Any, str], Any]) -> None:
       initialize_distributed()
     body(config.value, workdir.value)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a hint where a `--config.reduce.KEY`
+  override names a key the config's reducer does not take: each method's
+  block holds its own fields only."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as error:
+    reduce_keys = [a.split("=")[0] for a in argv[1:]
+                   if a.startswith("--config.reduce.")]
+    if reduce_keys and "Error whilst parsing config" not in str(error):
+      raise ValueError(
+          f"{error}\n{', '.join(reduce_keys)}: config.reduce holds the keys "
+          "of its method only (reduce.method and that method's fields). "
+          "Choose the method with the config's variant first (e.g. "
+          "--config=configs/vilt_shapes.py:method=pumer), then set its "
+          "keys.") from error
+    raise
 
 
 def script_parser(description: str, *, config: bool = True

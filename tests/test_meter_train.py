@@ -108,10 +108,16 @@ def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
 @pytest.mark.parametrize("name, arg, match", [
     ("meter_vqa", "pretrain", "meter_vqa.py:shapes,pretrain"),
     ("meter_ve", "shapes", "VQA only"),
-    ("meter_vqa", "shapes,pretrain,stage=4",
-     r"stage=4 must be one of the recipe's runs: 1 \(the general run\)"),
-    ("vilt_shapes", "pretrain,stage=3",
-     r"stage=3 must be one of the recipe's runs: 1 \(the position"),
+    ("meter_vqa", "shapes,pretrain,run=4",
+     r"run=4 must be one of the recipe's runs: 1 \(the general run\)"),
+    ("vilt_shapes", "pretrain,run=3",
+     r"run=3 must be one of the recipe's runs: 1 \(the position"),
+    ("vilt_shapes", "method=pumr",
+     r"config variant method='pumr' is not one of \['dynamicvit', 'none'"),
+    ("vilt_shapes", "lab=grid9,pretrain",
+     r"lab='grid9' must be one of \['grid12', 'grid4'\]"),
+    ("vilt_shapes", "lab=grid12", "add `pretrain`"),
+    ("efficientvlm", "stage=run", "stage='run' is not one of"),
 ])
 def test_shapes_variants_name_their_fix(name, arg, match):
   with pytest.raises(ValueError, match=match):

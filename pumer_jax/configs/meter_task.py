@@ -27,8 +27,8 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   model, a few steps: checks the wiring, not the accuracy); shapes (VQA
   only: train on the embedded shapes_vqa dataset instead of VQAv2);
   shapes,pretrain (the recipe of checkpoints/meter_shapes, whose data it
-  names; shapes,pretrain,stage=1 and stage=2 are the recipe's first two
-  runs: its README).
+  names; shapes,pretrain,run=1 and run=2 are the recipe's first two runs:
+  `pumer_jax/configs/shapes.py`, its README).
 
   As in the PuMer paper, every variant (the unreduced baseline included)
   runs PuMer's METER fusion order, `model.fusion_order="text_first"`: each
@@ -40,7 +40,7 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
   over answers as PuMer's code (`loss.vqa_reduction`).
   """
   args = parse_arg(arg, method="none", runlocal=False, shapes=False,
-                   pretrain=False, stage=3)
+                   pretrain=False, run=3)
   c = base_config("meter")
   c.task = task
   c.batch_size = 256  # METER fine-tunes VQA/VE at 512, NLVR2/retrieval 256
@@ -114,61 +114,15 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
     if not args.shapes:
       raise ValueError("pretrain is the embedded task's recipe: use "
                        "meter_vqa.py:shapes,pretrain.")
-    _shapes_pretrain(c, reducers, args.stage)
+    _shapes_pretrain(c, reducers, args.run)
   c.reduce = pick(reducers, args.method, "method")
   return c
 
 
-# The shipped tiny METER: 128 wide everywhere, every depth 2 (even, so
-# EfficientVLM can halve it), 16 image tokens as the shipped ViLT.
-SHAPES_MODEL = dict(
-    vision_hidden_size=128, vision_num_layers=2, vision_num_heads=4,
-    vision_intermediate_size=256, image_size=64, patch_size=16,
-    text_hidden_size=128, text_num_layers=2, text_num_heads=4,
-    text_intermediate_size=256, hidden_size=128, num_fusion_layers=2,
-    num_attention_heads=4, intermediate_size=256, input_size=(64, 64),
-    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    **shapes_recipe.IMAGE_INIT)
-
-
-# Where each run of the recipe writes its model, read by the next run.
-SHAPES_STAGE_MODELS = {1: "runs/meter_shapes_s1/model",
-                       2: "runs/meter_shapes_s2/model"}
-
-
-def _shapes_pretrain(c, reducers, stage):
-  """checkpoints/meter_shapes: three runs on the ViLT's data.
-
-  Stage 1 (`shapes,pretrain,stage=1`): the mixed data, a 3000-step cosine
-  run at lr 3e-4, which learns every question type but position. Stage 2
-  (`stage=2`, from stage 1's model): the position curriculum, 1000 steps
-  at lr 1e-4 of one-object scenes. Stage 3 (`shapes,pretrain`, the
-  default, from stage 2's model): the mixed data with 40% position
-  questions, 1500 steps at lr 1e-4, so the other types come back while
-  position stays. lr 3e-4, not the ViLT's 1e-3: at 1e-3 the post-LN text
-  and fusion layers stalled (loss 1.36 at step 4460, colour at chance).
-  Unlike the ViLT, METER cannot start with the curriculum: from scratch,
-  the curriculum then 3000 mixed steps at 3e-4 stalled at loss 1.12.
-  """
-  shapes_recipe.check_stage(stage, {
-      1: "the general run", 2: "the position curriculum",
-      3: "the final mixed run, the default"})
-  c.model.update(SHAPES_MODEL)
-  if stage == 1:
-    shapes_recipe.set_data(c)
-    shapes_recipe.set_schedule(c, total_steps=3000, lr=3e-4)
-  elif stage == 2:
-    c.init_from = SHAPES_STAGE_MODELS[1]
-    shapes_recipe.set_curriculum(c, stop_at=1000)
-  else:
-    c.init_from = SHAPES_STAGE_MODELS[2]
-    shapes_recipe.set_data(
-        c, train_position_share=shapes_recipe.POSITION_SHARE)
-    shapes_recipe.set_schedule(c, total_steps=1500, lr=1e-4, warmup=100)
-  c.optim.lr_mults.fusion = 1.0
-  c.optim.lr_mults.head = 1.0
-  c.log_every = 20
-  c.eval.batch_size = 250
+def _shapes_pretrain(c, reducers, run):
+  """checkpoints/meter_shapes' run `run` (`shapes.meter_recipe`), and its
+  reducers."""
+  shapes_recipe.meter_recipe(c, run)
   # PuMer in both fusion blocks, as the tiny ViLT's in two of its layers.
   reducers.update(
       pumer=reduce_config(method="pumer", layers=(0, 1), prune_ratio=0.2,
