@@ -1,7 +1,7 @@
 """What every builder here shares: array_record output, and finding manual files.
 
 `ArrayRecordBuilder` makes `array_record` the default file format (read with
-`tfds.data_source`, no TensorFlow needed).
+`tfds.data_source`, no TensorFlow needed) and knows the configs a run builds.
 
 The real datasets (VQA v2, SNLI-VE, NLVR2, Flickr30k) are large downloads,
 some behind request forms, that this package never fetches itself. Each
@@ -21,13 +21,40 @@ import tensorflow_datasets as tfds
 
 
 class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A GeneratorBasedBuilder that writes array_record unless told otherwise."""
+  """A GeneratorBasedBuilder that writes array_record unless told otherwise.
+
+  Configs built from a run config (`custom_config`) are known to the class,
+  so TFDS treats them as its own (it warns about any other, with the whole
+  config, every time a builder is made).
+  """
 
   # No download checksums to look up next to the module.
   code_path = None
+  _custom_configs: dict[str, tfds.core.BuilderConfig] = {}
 
   def __init__(self, *, file_format: str = "array_record", **kwargs):
     super().__init__(file_format=file_format, **kwargs)
+
+  @classmethod
+  def custom_config(cls, config_cls: type, name: str, **fields
+                    ) -> tfds.core.BuilderConfig:
+    """The builder config `config_cls(name=name, **fields)`, one object per
+    name (the same name with other fields is an error)."""
+    known = cls._custom_configs.setdefault(cls.__name__, {})
+    config = known.get(name)
+    if config is None:
+      config = known[name] = config_cls(name=name, **fields)
+    elif any(getattr(config, k) != v for k, v in fields.items()):
+      raise ValueError(f"{cls.__name__}: config name {name!r} already names "
+                       "other settings; name the new ones differently.")
+    return config
+
+  @classmethod
+  def get_builder_config(cls, name, version=None):
+    known = cls._custom_configs.get(cls.__name__, {})
+    if name in known:
+      return known[name]
+    return super().get_builder_config(name, version)
 
 
 def manual_dir(dl_manager: tfds.download.DownloadManager) -> epath.Path:

@@ -60,7 +60,7 @@ def prepared_builder(config: ml_collections.ConfigDict):
     if config_cls is None:
       raise ValueError(f"{data.name} takes no data.builder_config.")
     name = "_".join(f"{k}{v}" for k, v in sorted(overrides.items()))
-    kwargs["config"] = config_cls(name=name, **overrides)
+    kwargs["config"] = builder_cls.custom_config(config_cls, name, **overrides)
   builder = builder_cls(data_dir=data.data_dir or None, **kwargs)
   prepare = lambda: builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(
