@@ -46,12 +46,12 @@ def test_no_function_local_imports_of_the_project():
 
 # Every config file with the variants its docstring names.
 CONFIGS = {
-    "vilt_shapes": ["", "method=pumer", "runlocal", "pretrain,stage=1",
+    "vilt_shapes": ["", "method=pumer", "runlocal", "pretrain,run=1",
                     "pretrain"],
     "vilt_vqa": ["", "method=pumer"], "vilt_ve": ["method=pumer"],
     "vilt_nlvr2": [""], "vilt_retrieval": [""],
-    "meter_vqa": ["", "shapes", "runlocal", "shapes,pretrain,stage=1",
-                  "shapes,pretrain,stage=2", "shapes,pretrain"],
+    "meter_vqa": ["", "shapes", "runlocal", "shapes,pretrain,run=1",
+                  "shapes,pretrain,run=2", "shapes,pretrain"],
     "meter_ve": ["method=pumer"],
     "meter_nlvr2": [""], "meter_retrieval": [""],
     "efficientvlm": ["model=vilt,stage=distill", "model=meter,stage=prune"],

@@ -18,7 +18,7 @@ from pumer_jax.reduce import ReduceConfig
 from pumer_jax.search import evaluate
 
 ROOT = pathlib.Path(__file__).parent.parent
-SHIPPED = {"vilt_shapes": "configs/vilt_shapes.py:pretrain,stage=2",
+SHIPPED = {"vilt_shapes": "configs/vilt_shapes.py:pretrain",
            "meter_shapes": "configs/meter_vqa.py:shapes,pretrain"}
 FLOOR_POINTS = 3.0
 
