@@ -36,6 +36,7 @@ REDUCERS = dict(
     dynamicvit=reduce_config(method="dynamicvit", layers=(1, 2),
                              keep_ratios=(0.6, 0.4)),
     smres=reduce_config(method="smres", smres_size=(64, 64)),
+    evit=reduce_config(method="evit", layers=(1, 2), keep_rate=0.6),
 )
 
 

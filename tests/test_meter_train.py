@@ -113,7 +113,7 @@ def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
     ("vilt_shapes", "pretrain,run=3",
      r"run=3 must be one of the recipe's runs: 1 \(the position"),
     ("vilt_shapes", "method=pumr",
-     r"config variant method='pumr' is not one of \['dynamicvit', 'none'"),
+     r"config variant method='pumr' is not one of \['dynamicvit', 'evit', 'none'"),
     ("vilt_shapes", "lab=grid9,pretrain",
      r"lab='grid9' must be one of \['grid12', 'grid4'\]"),
     ("vilt_shapes", "lab=grid12", "add `pretrain`"),

@@ -97,6 +97,8 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       dynamicvit=reduce_config(method="dynamicvit", layers=(3, 6, 9),
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres", smres_size=(288, 288)),
+      # EViT's reference placement for 12 layers (its drop_loc) and rate.
+      evit=reduce_config(method="evit", layers=(3, 6, 9), keep_rate=0.7),
   ))
 
   c.data = ml_collections.ConfigDict(dict(

@@ -62,6 +62,9 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres",
                           smres_size=(image_size * 3 // 4,) * 2),
+      # In PuMer's blocks, at EViT's reference rate.
+      evit=reduce_config(method="evit", layers=pumer["layers"],
+                         keep_rate=0.7),
   )
   c.reducers.update(reducers)
   c.data.name = dataset
@@ -92,7 +95,8 @@ def meter_task_config(arg, *, task: str, dataset: str, text_len: int,
         tome=reduce_config(method="tome", layers=(0, 1), tome_r=3),
         dynamicvit=reduce_config(method="dynamicvit", layers=(0, 1),
                                  keep_ratios=(0.7, 0.5)),
-        smres=reduce_config(method="smres", smres_size=(48, 48)))
+        smres=reduce_config(method="smres", smres_size=(48, 48)),
+        evit=reduce_config(method="evit", layers=(0, 1), keep_rate=0.6))
     c.reducers.update(reducers)
     c.debug_checks = args.runlocal  # checkify the input values inside jit
   if args.shapes:
@@ -131,5 +135,6 @@ def _shapes_pretrain(c, reducers, run):
       tome=reduce_config(method="tome", layers=(0, 1), tome_r=4),
       dynamicvit=reduce_config(method="dynamicvit", layers=(0, 1),
                                keep_ratios=(0.6, 0.4)),
-      smres=reduce_config(method="smres", smres_size=(48, 48)))
+      smres=reduce_config(method="smres", smres_size=(48, 48)),
+      evit=reduce_config(method="evit", layers=(0, 1), keep_rate=0.6))
   c.reducers.update(reducers)

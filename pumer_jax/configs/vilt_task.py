@@ -40,6 +40,7 @@ def vilt_task_config(arg, *, task: str, dataset: str, text_len: int,
       dynamicvit=reduce_config(method="dynamicvit", layers=(3, 6, 9),
                                keep_ratios=(0.7, 0.49, 0.343)),
       smres=reduce_config(method="smres", smres_size=(288, 288)),
+      evit=reduce_config(method="evit", layers=(3, 6, 9), keep_rate=0.7),
   )
   c.reduce = pick(reducers, args.method, "method")
   c.reducers.update(reducers)

@@ -5,6 +5,6 @@ is the registry's list of built-ins. A user's method registers itself the
 same way from its own file (`pumer_jax.reduce.register`).
 """
 
-from pumer_jax.reduce.methods import dynamicvit, none, pumer, smres, tome
+from pumer_jax.reduce.methods import dynamicvit, evit, none, pumer, smres, tome
 
-__all__ = ["dynamicvit", "none", "pumer", "smres", "tome"]
+__all__ = ["dynamicvit", "evit", "none", "pumer", "smres", "tome"]
