@@ -106,7 +106,7 @@ def _params_for(model, params, probe):
                                  "pixel_values") if k in probe}))["params"]
 
 
-RANKS = ("accuracy", "nearest")
+RANKS = ("accuracy", "cost", "nearest")
 
 
 def search(model_dir, make_batches: Callable[[], Iterable[dict]],
@@ -151,7 +151,9 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
   keyed = [k for k in keyed if k[0] is not None]
   if not keyed:
     raise ValueError(f"no {method} setting is valid for this model.")
-  nearest = rank == "nearest" or bool(keyed[0][2].param_stages())
+  if keyed[0][2].param_stages() and rank == "accuracy":
+    rank = "cost"
+  nearest = rank != "accuracy"  # cost alone: cost every setting
   # Cost settings from the most expensive (by proxy) down, skipping those
   # the proxy puts far over budget, until `top` distinct schedules fit and
   # the proxy has fallen clearly below the cheapest of them.
@@ -175,8 +177,11 @@ def search(model_dir, make_batches: Callable[[], Iterable[dict]],
     if ratio <= flop_ratio and key not in within:
       within[key] = (ratio, reduce)
   bar.close()
-  if nearest:  # every setting costed, nearest the budget first
-    ranked = sorted(costed.values(), key=lambda p: abs(p[0] - flop_ratio))
+  if nearest:  # every setting costed, ranked by cost alone
+    order = ((lambda p: abs(p[0] - flop_ratio)) if rank == "nearest" else
+             (lambda p: (p[0] > flop_ratio, -p[0] if p[0] <= flop_ratio
+                         else p[0])))
+    ranked = sorted(costed.values(), key=order)
     return [dict(reduce=r.to_dict(), flop_ratio=ratio,
                  screened_flop_ratio=ratio, score=None)
             for ratio, r in ranked[:top]]

@@ -38,8 +38,9 @@ def test_fusion_by_hand():
   np.testing.assert_allclose(out.x[0, :, 0], [9, 2, 4, 0.1 * 1 + 0.2 * 3],
                              rtol=1e-6)
   np.testing.assert_allclose(out.size[0], [1, 1, 1, 2])
+  # The fused token keeps no patch of its own: its source row is empty.
   np.testing.assert_allclose(out.source[0], [[1, 0, 0, 0, 0], [0, 0, 1, 0, 0],
-                                             [0, 0, 0, 0, 1], [0, 1, 0, 1, 0]])
+                                             [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])
   dropped = fuse_inattentive(Tokens(x, size), attn, 2, False)
   np.testing.assert_allclose(dropped.x[0, :, 0], [9, 2, 4])
 
@@ -75,7 +76,8 @@ def test_vilt_keeps_what_its_image_cls_attends_to():
     want = 1 + np.argsort(-row[b], kind="stable")[:8]
     kept = [int(np.argmax(source[b, k])) for k in range(1, 9)]
     assert kept == want.tolist()
-    assert source[b, 9].sum() == 8  # the fused token holds the other 8
+    assert source[b, 9].sum() == 0  # the fused token: a summary, no patch
+  np.testing.assert_allclose(out["size"][:, -1], 8)  # of the other 8
   assert out["image_tokens"].tolist() == [17, 17, 10, 10]
 
 

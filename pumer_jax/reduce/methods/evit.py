@@ -7,7 +7,8 @@ image [CLS] query on the image patches (after attention dropout, as the
 reference) ranks them; the top `ceil(keep_rate * patches)` stay, in
 descending attention order after the [CLS]; the others are fused into one
 token, the sum of those tokens weighted by that attention (the reference's
-`extra_token`, unnormalised), placed after the kept ones. Text tokens are
+`extra_token`, unnormalised), placed after the kept ones; its source map
+holds no patch (a summary, not a token that keeps them). Text tokens are
 untouched. It is the image-informed counterpart of PuMer's text-informed
 pruning: at equal FLOPs, it tells whether the text is what makes pruning
 good. In ViLT the image [CLS] is the first image token; in METER the image
@@ -121,8 +122,10 @@ def fuse_inattentive(image: Tokens, cls_attn: jax.Array, kept: int,
 
   Returns:
     `Tokens` of `1 + kept + fuse` slots: the [CLS], the kept patches in
-    descending attention, then the fused token (its size the number of
-    tokens it holds, its source their sum).
+    descending attention, then the fused token. Its size is the number of
+    tokens it holds; its source map row is empty: it is EViT's summary of
+    the inattentive patches, not a token that keeps any of them, so
+    pictures show them as pruned and target recall does not count them.
   """
   batch, n = image.size.shape
   order = jnp.argsort(-cls_attn, axis=-1, stable=True) + 1  # [B, Li - 1]
@@ -142,6 +145,10 @@ def fuse_inattentive(image: Tokens, cls_attn: jax.Array, kept: int,
       jnp.arange(batch)[:, None], rest].set(True)
   weight = jnp.where(folded, full_attn, 1.0)  # [B, Li]
   x = assignment.sum(image.x.astype(jnp.float32) * weight[..., None])
+  source = None
+  if image.source is not None:
+    source = keep_only(keep).sum(image.source)  # [B, 1 + kept, N0]
+    source = jnp.concatenate([source, jnp.zeros_like(source[:, :1])], axis=1)
   return Tokens(
       x.astype(image.x.dtype), assignment.sum(image.size.astype(jnp.float32)),
-      None if image.source is None else assignment.sum(image.source))
+      source)
