@@ -195,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
   points = operating_points(config, model_dir, weights, root)
   settings = {"none": tradeoff.Setting(model_dir, ReduceConfig(), "none")}
   for key, best in points.items():
-    if best["score"] is not None:
+    reduce = ReduceConfig.from_mapping(best["reduce"])
+    seen = any(s.reduce == reduce for s in settings.values())
+    if best["score"] is not None and not seen:  # a lighter point's again
       method, at = key.split("@")
-      settings[key] = tradeoff.Setting(
-          model_dir, ReduceConfig.from_mapping(best["reduce"]), method, at)
+      settings[key] = tradeoff.Setting(model_dir, reduce, method, at)
 
   point = f"{TRAIN_POINT:.2f}"
   trainable = [k for k in points if k.endswith("@" + point)]
