@@ -48,3 +48,17 @@ def test_bipartite_matching_is_a_static_assignment_under_jit():
     placed = sorted(np.concatenate([match.keep[b], match.src[b]]).tolist())
     assert placed == list(range(7)) and int(match.keep[b, 0]) == 0
     assert set(np.asarray(match.src[b]) % 2) == {0}  # A tokens merge
+
+
+def test_tokens_join_keeps_a_one_sided_policy():
+  """DynamicViT's policy covers the image only; joined with the text it
+  must cover the whole stream (ones on the text), not vanish."""
+  from pumer_jax.reduce import Tokens
+  text = Tokens(jnp.zeros((1, 2, 3)), jnp.ones((1, 2)))
+  image = Tokens(jnp.zeros((1, 3, 3)), jnp.ones((1, 3)),
+                 policy=jnp.array([[1.0, 0.0, 1.0]]))
+  joined = text.join(image)
+  np.testing.assert_allclose(joined.policy, [[1, 1, 1, 0, 1]])
+  assert text.join(text).policy is None
+  with pytest.raises(ValueError, match="source map"):
+    text.join(image._replace(source=jnp.zeros((1, 3, 5))))

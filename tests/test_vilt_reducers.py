@@ -130,6 +130,22 @@ def test_dynamicvit_prunes_before_its_layers(params):
   assert [a.shape[-1] for a in out["attentions"]] == [35, 27, 23, 23]
 
 
+def test_dynamicvit_training_masks_the_dropped_tokens(params):
+  """In training every token stays, and the ones its Gumbel decisions drop
+  get no attention from the other queries from the next layer on (the
+  keep policy covers the whole [text; image] stream)."""
+  out = apply("dynamicvit", params, batch(), output_attentions=True,
+              train=True, rngs={"dropout": jax.random.PRNGKey(0),
+                                "gumbel": jax.random.PRNGKey(1)})
+  first, second = (np.asarray(out["attentions"][i]) for i in (0, 1))
+  assert first.shape == second.shape  # masked, not dropped
+  # The text [CLS] query (row 0) on the image keys (columns 10:).
+  dead = lambda a: (a[:, :, 0, 10:] < 1e-5).all(axis=1)  # [B, 25]
+  assert not dead(first).any() and dead(second).any()
+  kept = out["reducer_aux"][0]  # [B] kept fraction of the patches
+  np.testing.assert_allclose(1 - kept, dead(second)[:, 1:].mean(-1))
+
+
 def test_source_tracking_accounts_for_every_token(params):
   out = apply("pumer", params, batch(), track_source=True)
   source = np.asarray(out["source"])  # [B, N_out, N0]

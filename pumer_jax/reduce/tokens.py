@@ -53,10 +53,23 @@ class Tokens(NamedTuple):
     return head, tail
 
   def join(self, other: "Tokens") -> "Tokens":
-    """`self` then `other` along the token axis (fields tracked by both)."""
-    return Tokens(*(None if a is None or b is None
-                    else jnp.concatenate([a, b], axis=1)
-                    for a, b in zip(self, other)))
+    """`self` then `other` along the token axis.
+
+    A keep policy held by one side only is all ones on the other (no policy
+    keeps every token); a source map must be held by both or neither.
+    """
+    if (self.source is None) != (other.source is None):
+      raise ValueError("Tokens.join: one side tracks a source map and the "
+                       "other does not.")
+    policies = (self.policy, other.policy)
+    if any(p is not None for p in policies):
+      policies = tuple(
+          jnp.ones(t.size.shape, jnp.float32) if p is None else p
+          for t, p in zip((self, other), policies))
+    parts = zip(self._replace(policy=policies[0]),
+                other._replace(policy=policies[1]))
+    return Tokens(*(None if a is None else jnp.concatenate([a, b], axis=1)
+                    for a, b in parts))
 
   def with_source(self, source: jax.Array | None) -> "Tokens":
     return self._replace(source=source)
