@@ -147,7 +147,8 @@ def write(out: pathlib.Path, name: str, report: dict) -> None:
 
 def label(row) -> str:
   """A row's semantics column: its semantics, or the difference it is."""
-  return "official - sized" if row["method"] == "difference" else row["method"]
+  method = row.get("method", row.get("semantics"))  # older reports: semantics
+  return "official - sized" if method == "difference" else method
 
 
 def markdown(report) -> str:
@@ -172,9 +173,9 @@ def markdown(report) -> str:
       "per layer |",
       "|---|---|---|---|---|---|---|---|---|"]
   for r in report["rows"]:
-    reduce = r.get("reduce") or {}
+    reduce = r.get("reduce") or r.get("schedule") or {}  # older: schedule
     sched = (f"{tuple(reduce['layers'])}, {reduce['prune_ratio']}"
-             if reduce.get("method") == "pumer" else "")
+             if "prune_ratio" in reduce else "")
     ratio = f"{r['flop_ratio']:.3f}" if "flop_ratio" in r else ""
     lo, hi = r["ci95"]
     layers = r.get("per_layer", [])
