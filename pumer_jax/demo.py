@@ -60,6 +60,11 @@ LABS = {
     # The first laboratory: a 4x4 grid, every object inside one patch.
     "grid4": Lab(str(ROOT / "configs" / "vilt_shapes.py") + ":pretrain",
                  ROOT / "checkpoints" / "vilt_shapes", 4000),
+    # The second: ViLT-B/32's geometry, 145 image tokens, objects spanning
+    # patches (12 layers: its search and distillation take longer).
+    "grid12": Lab(str(ROOT / "configs" / "vilt_shapes.py")
+                  + ":lab=grid12,pretrain",
+                  ROOT / "checkpoints" / "vilt_shapes_grid12", 4000),
 }
 TARGETS = (0.80, 0.65, 0.50)
 # A setting counts as reaching a point within this much of its FLOP ratio

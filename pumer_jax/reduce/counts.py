@@ -89,3 +89,10 @@ def check_layers_given(layers: tuple[int, ...], **ratios: float) -> None:
     raise ValueError(
         f"reduce.layers is empty but {sorted(k for k, v in ratios.items() if v)}"
         " are set; name the layers that reduce, e.g. reduce.layers=(2, 5, 8).")
+
+
+def layer_runs(depth: int) -> list[tuple[int, ...]]:
+  """Every run of consecutive layers that leaves the last layer unreduced:
+  the layer sets the search spaces cross with their ratios."""
+  return [tuple(range(a, b)) for a in range(depth - 1)
+          for b in range(a + 1, depth)]

@@ -27,7 +27,12 @@ import jax.numpy as jnp
 
 from pumer_jax.reduce.assign import Assignment, keep_only
 from pumer_jax.reduce.config import ReduceConfig, register
-from pumer_jax.reduce.counts import LayerCounts, check_layers, layer_tuple
+from pumer_jax.reduce.counts import (
+    LayerCounts,
+    check_layers,
+    layer_runs,
+    layer_tuple,
+)
 from pumer_jax.reduce.protocol import IMAGE_CLS, AttentionRule, Geometry, Needs
 from pumer_jax.reduce.tokens import Tokens
 
@@ -97,11 +102,9 @@ class Evit(ReduceConfig):
   @classmethod
   def search_space(cls, geometry, image_hw):
     del image_hw
-    depth = geometry.depth
-    runs = [tuple(range(a, b)) for a in range(depth - 1)
-            for b in range(a + 1, depth)]
     return [cls(layers=layers, keep_rate=rate)
-            for layers, rate in itertools.product(runs, KEEP_RATES)]
+            for layers, rate in itertools.product(
+                layer_runs(geometry.depth), KEEP_RATES)]
 
   def describe(self) -> str:
     layers = ",".join(str(l) for l in self.layers)

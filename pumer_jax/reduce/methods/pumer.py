@@ -24,6 +24,7 @@ from pumer_jax.reduce.counts import (
     check_layers,
     check_layers_given,
     check_ratio,
+    layer_runs,
     layer_tuple,
 )
 from pumer_jax.reduce.merge import bipartite_merge, merge_cap
@@ -167,13 +168,11 @@ class Pumer(ReduceConfig):
   @classmethod
   def search_space(cls, geometry, image_hw):
     del image_hw
-    depth = geometry.depth
-    runs = [tuple(range(a, b)) for a in range(depth - 1)
-            for b in range(a + 1, depth)]
     return [cls(layers=layers, prune_ratio=p, image_merge_ratio=m,
                 text_merge_ratio=t)
             for layers, p, m, t in itertools.product(
-                runs, PRUNE_RATIOS, MERGE_RATIOS, TEXT_MERGE_RATIOS)]
+                layer_runs(geometry.depth), PRUNE_RATIOS, MERGE_RATIOS,
+                TEXT_MERGE_RATIOS)]
 
   def describe(self) -> str:
     layers = ",".join(str(l) for l in self.layers)
