@@ -49,7 +49,7 @@ class Preset:
 
 def _paper_methods(layers: tuple[int, ...], tome_r: int,
                    ) -> dict[str, ReduceConfig]:
-  """The five methods at the paper's ViLT settings (DESIGN 4.3, 4.4).
+  """The methods at the papers' ViLT settings (DESIGN 4.3, 4.4).
 
   `tome_r` is picked per schedule so ToMe's FLOPs come close to PuMer's
   (ToMe at its r removes tokens in every layer; PuMer only in `layers`).
@@ -62,6 +62,8 @@ def _paper_methods(layers: tuple[int, ...], tome_r: int,
       "dynamicvit": ReduceConfig(method="dynamicvit", layers=(3, 6, 9),
                                  keep_ratios=(0.7, 0.49, 0.343)),
       "smres": ReduceConfig(method="smres", smres_size=(288, 288)),
+      # EViT's reference placement (drop_loc 3, 6, 9) and keep rate.
+      "evit": ReduceConfig(method="evit", layers=(3, 6, 9), keep_rate=0.7),
   }
 
 
@@ -73,8 +75,8 @@ _PAPER_GRID = {
 
 def _meter_methods(layers: tuple[int, ...], prune: float, merge: float,
                    tome_r: int) -> dict[str, ReduceConfig]:
-  """The five methods at the paper's METER settings (DESIGN 4.3), in the
-  fusion blocks; ToMe and DynamicViT reduce the image stream there too.
+  """The methods at the paper's METER settings (DESIGN 4.3), in the fusion
+  blocks; ToMe, DynamicViT and EViT reduce the image stream there too.
   PuMer's merges clamp at the matching's cap, as its reference code."""
   return {
       "none": ReduceConfig(),
@@ -85,6 +87,7 @@ def _meter_methods(layers: tuple[int, ...], prune: float, merge: float,
       "dynamicvit": ReduceConfig(method="dynamicvit", layers=(1, 2, 3),
                                  keep_ratios=(0.7, 0.49, 0.343)),
       "smres": ReduceConfig(method="smres", smres_size=(288, 288)),
+      "evit": ReduceConfig(method="evit", layers=layers, keep_rate=0.7),
   }
 
 
@@ -150,6 +153,7 @@ PRESETS: dict[str, Preset] = {
             "dynamicvit": ReduceConfig(method="dynamicvit", layers=(0, 1),
                                        keep_ratios=(0.7, 0.5)),
             "smres": ReduceConfig(method="smres", smres_size=(48, 48)),
+            "evit": ReduceConfig(method="evit", layers=(0, 1), keep_rate=0.6),
         },
         batch_start=4, batch_step=4, activation_batch=16,
         sweep_grid={"prune_ratio": (0.1, 0.2), "layers": ((0,), (0, 1))},
@@ -172,6 +176,7 @@ PRESETS: dict[str, Preset] = {
             "dynamicvit": ReduceConfig(method="dynamicvit", layers=(1, 2),
                                        keep_ratios=(0.7, 0.49)),
             "smres": ReduceConfig(method="smres", smres_size=(48, 48)),
+            "evit": ReduceConfig(method="evit", layers=(1, 2), keep_rate=0.6),
         },
         batch_start=2, batch_step=2, activation_batch=32,
         sweep_grid={"prune_ratio": (0.1, 0.3), "layers": ((1,), (1, 2))},
