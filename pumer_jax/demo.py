@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
   lab = LABS[args.lab]
   root = pathlib.Path(args.root) / args.lab
   model_dir = pathlib.Path(args.model_dir or lab.model_dir)
+  if not (model_dir / saved.CONFIG_FILE).exists():
+    raise SystemExit(
+        f"{model_dir} holds no model: the {args.lab} laboratory's shipped "
+        "model is trained by its recipe (pumer_jax/configs/shapes.py, "
+        "vilt_recipe); pass --model_dir to use another.")
   start = time.perf_counter()
   config = demo_config(lab, root)
 

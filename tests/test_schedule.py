@@ -149,3 +149,22 @@ def test_tome_ramp_is_tomes_parse_r(r, inflection, depth):
   assert [s.merge for s in ramp.steps] == tome_parse_r(depth, r, inflection)
   if (r, inflection, depth) == (13, -0.5, 12):
     assert [s.merge for s in ramp.steps][:4] == [19, 17, 16, 15]
+
+
+def test_legacy_flat_reduce_blocks_are_read():
+  """Files written before each method had its own fields hold one flat
+  record of every method's fields; saved models and run configs of then
+  still load, but a foreign key off its old default is an error."""
+  from pumer_jax.models import saved
+  from pumer_jax.train.finetune import build_model_config
+  from train_fixtures import tiny_config
+  legacy = dict(saved.LEGACY_REDUCE_DEFAULTS, method="pumer", layers=[1],
+                prune_ratio=0.2)
+  assert saved.reduce_from_dict(legacy) == ReduceConfig(
+      method="pumer", layers=(1,), prune_ratio=0.2)
+  c = tiny_config()
+  with c.unlocked():
+    c.reduce = ml_collections.ConfigDict(legacy)
+  assert build_model_config(c).reduce.prune_ratio == 0.2
+  with pytest.raises(ValueError, match=r"unknown keys \['tome_r'\]"):
+    saved.reduce_from_dict(dict(legacy, tome_r=3))

@@ -42,7 +42,8 @@ from pumer_jax.train.step import jit_train_step, make_train_step
 
 def build_model_config(config: ml_collections.ConfigDict) -> Any:
   """The `config.arch` model config (ViltConfig, MeterConfig) from
-  `config.model` and `config.reduce`; unknown keys fail."""
+  `config.model` and `config.reduce`; unknown keys fail (a legacy flat
+  `reduce` block, another method's keys at their old defaults, is read)."""
   if config.arch not in ARCHITECTURES:
     raise ValueError(
         f"arch={config.arch!r} must be one of {sorted(ARCHITECTURES)}.")
@@ -54,7 +55,9 @@ def build_model_config(config: ml_collections.ConfigDict) -> Any:
     raise ValueError(f"config.model has unknown keys {unknown}.")
   if values.get("input_size") is not None:
     values["input_size"] = tuple(values["input_size"])
-  values["reduce"] = ReduceConfig.from_mapping(config.reduce)
+  # A run config written before each method had its own fields holds the
+  # old flat reduce block: read it as saved models are read.
+  values["reduce"] = saved.reduce_from_dict(dict(config.reduce.items()))
   return config_cls(**values)
 
 
