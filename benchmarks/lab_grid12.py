@@ -135,7 +135,7 @@ def main(argv=None) -> list[dict]:
            and f"{name}{t}" in settings and f"{REFERENCE}{t}" in settings]
   print("[lab_grid12] evaluating on the test split", flush=True)
   rows = tradeoff.compare(settings, loaders.eval_batches(config, "test"),
-                          records=tradeoff.split_records(config, "test"),
+                          records=tradeoff.recall_records(config, "test"),
                           differences=pairs)
   tradeoff.add_ratios(rows, "none")
   out = pathlib.Path(args.out)

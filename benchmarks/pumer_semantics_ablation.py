@@ -119,7 +119,7 @@ def main(argv=None) -> None:
   pairs = [(name, name.replace("/official/", "/sized/"))
            for name in settings if "/official/" in name]
   rows = tradeoff.compare(settings, loaders.eval_batches(config, "test"),
-                          records=tradeoff.split_records(config, "test"),
+                          records=tradeoff.recall_records(config, "test"),
                           differences=pairs, min_seconds=0)
   tradeoff.add_ratios(rows, "unreduced")
   report = dict(model_dir=str(model_dir), config=args.config,

@@ -79,7 +79,7 @@ def main(argv=None) -> list[dict]:
         args.model_dir, evit.replace(fuse=True), "evit+fused", point)
     pairs.append((f"pumer {point}", f"evit {point}"))
   rows = tradeoff.compare(settings, loaders.eval_batches(config, "test"),
-                          records=tradeoff.split_records(config, "test"),
+                          records=tradeoff.recall_records(config, "test"),
                           differences=pairs, min_seconds=0)
   tradeoff.add_ratios(rows, "none")
   report = dict(model_dir=args.model_dir, config=args.config, layers=layers,

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
   print("[demo] 4/5 evaluating on the test split")
   batches = loaders.eval_batches(config, "test")
   rows = tradeoff.compare(settings, batches,
-                          records=tradeoff.split_records(config, "test"))
+                          records=tradeoff.recall_records(config, "test"))
   tradeoff.add_ratios(rows, "none")
   for row in rows:
     key = row["name"].removesuffix("+trained")

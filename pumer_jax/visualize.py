@@ -80,11 +80,11 @@ def outline(ax, obj) -> None:
                                   closed=True, **style))
 
 
-def _forward(model_dir, reduce: ReduceConfig):
-  """The tracked forward: logits, and `sources`, one map per reduction."""
-  model, variables = scoring.load(model_dir, reduce)
-  apply = scoring.forward(model, track_source=True)
-  return model, lambda b: apply(variables["params"], b)
+def _outputs(model_dir, reduce: ReduceConfig, batch: dict) -> dict:
+  """The model's outputs on `batch` under `reduce`, with `sources`, one
+  source map per reduction layer (`evaluate.score`'s first batch)."""
+  return scoring.score(model_dir, lambda: [batch], reduce=reduce,
+                       track_source=True).first_batch
 
 
 def draw(model_dir, config, methods: list[str], examples: int, out,
@@ -102,8 +102,7 @@ def draw(model_dir, config, methods: list[str], examples: int, out,
   text_len = batch["input_ids"].shape[1]
   answers = lambda out: [shapes_vqa.ANSWERS[i] for i in
                          np.asarray(out["logits"]).argmax(-1)]
-  _, unreduced = _forward(model_dir, ReduceConfig())
-  plain = answers(unreduced(batch))
+  plain = answers(_outputs(model_dir, ReduceConfig(), batch))
   panels = []  # per method and layer: (title, source [B, N, N0], answers)
   for name in methods:
     reduce = reducer_for(name, config, c.reduce)
@@ -113,8 +112,7 @@ def draw(model_dir, config, methods: list[str], examples: int, out,
                        "tokens inside the model: there is no source map to "
                        "draw.")
     check_reducer_params(name, reduce, base_params, model_dir)
-    _, forward = _forward(model_dir, reduce)
-    result = forward(batch)  # one pass: every reduction layer's source map
+    result = _outputs(model_dir, reduce, batch)  # every layer's source map
     final = answers(result)
     for layer, source in zip(layers, result["sources"]):
       panels.append((f"{name} after layer {layer}", np.asarray(source),

@@ -158,7 +158,7 @@ def measure_cost_and_speed(settings: Mapping[str, tuple[Any, ReduceConfig]],
   return out
 
 
-def split_records(config, split: str):
+def recall_records(config, split: str):
   """The split's shapes_vqa records (objects, referents) for target
   recall; None for a dataset that does not know its objects."""
   if config.data.name != "shapes_vqa":
