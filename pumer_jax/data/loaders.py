@@ -141,7 +141,21 @@ def _loader(config, builder, split: str, train: bool, batch_size: int,
       normalize=config.data.normalize,
       answer_vocab=answer_vocab_for(config, builder),
       worker_count=config.data.worker_count,
+      patch_grid=_patch_grid(config) if train else 0,
   )
+
+
+def _patch_grid(config: ml_collections.ConfigDict) -> int:
+  """The patch grid whose per-patch targets the loss trains on (0: none)."""
+  if not config.loss.get("patch_weight", 0.0):
+    return 0
+  height, width = tuple(config.model.input_size)
+  grid = height // config.model.patch_size
+  if height != width or height % config.model.patch_size:
+    raise ValueError(f"patch targets need a square image tiled by its "
+                     f"patches; got input_size={(height, width)}, "
+                     f"patch_size={config.model.patch_size}.")
+  return grid
 
 
 def train_iterator(config: ml_collections.ConfigDict,

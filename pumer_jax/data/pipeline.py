@@ -39,7 +39,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 import tokenizers as hf_tokenizers
 
-from pumer_jax.data import answers
+from pumer_jax.data import answers, shapes_patches
 from pumer_jax.data.flickr30k import CAPTIONS_PER_IMAGE
 
 Task = Literal["vqa", "ve", "nlvr2", "retrieval", "retrieval_images", "retrieval_captions"]
@@ -94,6 +94,7 @@ def make_loader(
     worker_count: int = 0,
     resize: Literal["squash", "crop"] = "squash",
     read_threads: int = 4,
+    patch_grid: int = 0,
 ) -> grain.IterDataset:
   """A grain dataset of batches (see the module docstring for their format).
 
@@ -121,6 +122,9 @@ def make_loader(
       off, which matters for questions about left and right); "crop" resizes
       the shorter side and centre-crops (CLIP's preprocessing).
     read_threads: threads that read and preprocess examples.
+    patch_grid: when > 0, each example also holds `patch_targets` int32
+      [patch_grid**2], the class of the object each patch of that grid shows
+      (`shapes_patches`; datasets with an `objects` feature: shapes_vqa).
 
   Returns:
     An iterable `grain.IterDataset`; its iterator's `get_state()` /
@@ -160,7 +164,8 @@ def make_loader(
       source=source, split=split, task=task, image_size=tuple(image_size),
       text_length=text_length, encoder=TextEncoder(tokenizer) if task in _TEXT_FIELD else None,
       normalize=normalize, resize=resize, per_record=per_record,
-      answer_index=({a: i for i, a in enumerate(answer_vocab)} if task == "vqa" else None)))
+      answer_index=({a: i for i, a in enumerate(answer_vocab)} if task == "vqa" else None),
+      patch_grid=patch_grid))
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                             prefetch_buffer_size=2 * batch_size))
   ds = ds.batch(batch_size, drop_remainder=train)
@@ -301,7 +306,8 @@ class ExampleReader:
 
   def __init__(self, *, source, split: str, task: str, image_size: tuple[int, int],
                text_length: int, encoder: TextEncoder | None, normalize: str, resize: str,
-               per_record: int, answer_index: Mapping[str, int] | None):
+               per_record: int, answer_index: Mapping[str, int] | None,
+               patch_grid: int = 0):
     self.source = source
     self.split = split
     self.task = task
@@ -312,6 +318,7 @@ class ExampleReader:
     self.resize = resize
     self.per_record = per_record
     self.answer_index = answer_index
+    self.patch_grid = patch_grid
 
   def _image(self, value, record: int, example: Mapping[str, Any]) -> np.ndarray:
     try:
@@ -322,6 +329,18 @@ class ExampleReader:
           f"({type(e).__name__}: {e}); the record is damaged or its image is not "
           "PNG/JPEG: prepare the dataset again from the official files.") from e
     return normalize_pixels(image, self.normalize)
+
+  def _patch_targets(self, example: Mapping[str, Any], record: int) -> np.ndarray:
+    if "objects" not in example:
+      raise ValueError(
+          f"{self._name(record, example)} has no `objects` feature: patch "
+          "targets (data.patch_targets) need object annotations, which only "
+          "shapes_vqa has; set data.patch_targets=False.")
+    image = example["image"]  # the objects are in its pixels, before resizing
+    size = (Image.open(io.BytesIO(image)).size[1]
+            if isinstance(image, (bytes, np.bytes_)) else int(np.shape(image)[0]))
+    return shapes_patches.patch_targets(
+        shapes_patches.stored_objects(example["objects"]), size, self.patch_grid)
 
   def _name(self, record: int, example: Mapping[str, Any] | None = None) -> str:
     ids = [f"{k}={_text(example[k])}" for k in _ID_FIELDS if k in (example or {})]
@@ -367,4 +386,6 @@ class ExampleReader:
     else:
       out["image_index"] = np.int32(record)
       out["caption_index"] = np.int32(element if self.per_record > 1 else -1)
+    if self.patch_grid:
+      out["patch_targets"] = self._patch_targets(example, record)
     return out

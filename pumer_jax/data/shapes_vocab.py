@@ -24,6 +24,12 @@ QUESTION_TYPES = ("color", "shape", "size", "count", "exist", "position")
 ANSWERS: tuple[str, ...] = (
     *COLORS, *SHAPES, *SIZES, *(str(n) for n in range(MAX_OBJECTS + 1)),
     "yes", "no", "left", "right", "above", "below")
+# The classes of a patch head (`shapes_patches`): background, then every
+# (size, colour, shape), size slowest. A scene never holds two objects of
+# one colour and shape, so a class also names the instance.
+PATCH_CLASSES: tuple[str, ...] = ("background", *(
+    f"{size} {color} {shape}" for size in SIZES for color in COLORS
+    for shape in SHAPES))
 # The word-level text vocabulary: every word the templates below can produce.
 VOCAB: tuple[str, ...] = (
     "what", "color", "shape", "size", "is", "the", "object", "objects", "how",

@@ -295,6 +295,12 @@ class Vilt(nn.Module):
       self.classifier = ClassifierHead(width, c.num_labels, dtype)
     elif c.head == "retrieval":
       self.rank = RankHead(dtype)
+    if c.patch_classes:
+      self.patch_head = nn.Dense(
+          c.patch_classes, dtype=dtype,
+          kernel_init=nn.with_logical_partitioning(
+              nn.initializers.normal(INIT_STD), ("embed", None)),
+          name="patch_head")
 
   def __call__(
       self,
@@ -309,15 +315,27 @@ class Vilt(nn.Module):
       track_source: bool = False,
       gates: dict | None = None,
       debug_checks: bool = False,
+      output_patch_logits: bool = False,
   ) -> dict[str, Any]:
     c = self.config
+    if output_patch_logits and not c.patch_classes:
+      raise ValueError("output_patch_logits needs a patch head: set "
+                       "model.patch_classes and model.patch_head_layer.")
+    if c.patch_classes and self.is_initializing():
+      # Its parameters exist whatever the reducer did to layer `patch_head_layer`.
+      self.patch_head(jnp.zeros((1, 1, c.hidden_size), DTYPES[c.dtype]))
+    patches = output_patch_logits
     num_images, inputs = backbone_passes(c, input_ids, pixel_values,
                                          attention_mask, token_type_ids,
                                          debug_checks=debug_checks)
     out = self.vilt(**inputs, train=train,
-                    output_hidden_states=output_hidden_states,
+                    output_hidden_states=output_hidden_states or patches,
                     output_attentions=output_attentions,
                     track_source=track_source, gates=gates)
+    if patches:
+      out["patch_logits"] = self._patch_logits(out, input_ids.shape[1])
+      if not output_hidden_states:
+        del out["hidden_states"]
     # [B, images * D]: NLVR2's passes side by side.
     out["pooled"] = pooled = unfold_pooled(num_images, out["pooled"])
     if c.head in ("vqa", "ve", "nlvr2"):
@@ -325,6 +343,18 @@ class Vilt(nn.Module):
     elif c.head == "retrieval":
       out["logits"] = self.rank(pooled).astype(jnp.float32)  # [B, 1]
     return out
+
+  def _patch_logits(self, out: dict[str, Any], text_len: int) -> jax.Array:
+    """[B, patches, patch_classes] from layer `patch_head_layer`'s output."""
+    c = self.config
+    layer = c.patch_head_layer
+    hidden = out["hidden_states"][layer]  # [B, Lt + 1 + P, D]
+    if hidden.shape[1] != out["hidden_states"][0].shape[1]:
+      raise ValueError(
+          f"the patch head reads every patch, but the reducer changed the "
+          f"tokens before layer {layer}'s output; train the patch head "
+          "unreduced (reduce.method='none') or set loss.patch_weight=0.")
+    return self.patch_head(hidden[:, text_len + 1:]).astype(jnp.float32)
 
 
 def example_inputs(config: ViltConfig, batch: int = 1,

@@ -67,6 +67,12 @@ class ViltConfig:
   image_position_scale: float = 1.0
   # The std of the patch embedding's normal init (0.02: Hugging Face's).
   patch_init_std: float = 0.02
+  # A pretraining head (0 = none): per image patch, logits over
+  # `patch_classes` read off the output of layer `patch_head_layer` (1 = the
+  # first layer's), trained by `loss.patch_weight` (shapes_vqa's per-patch
+  # objects, `data/shapes_patches.py`); inference never calls it.
+  patch_classes: int = 0
+  patch_head_layer: int = 0
 
   def __post_init__(self):
     if self.head not in TASK_HEADS:
@@ -83,6 +89,16 @@ class ViltConfig:
           f"num_images={self.num_images} needs modality_type_vocab_size >= "
           f"{self.num_images + 1} (one type for text, one per image)."
       )
+    if self.patch_classes < 0:
+      raise ValueError(f"patch_classes={self.patch_classes} must be >= 0.")
+    if self.patch_classes and not (
+        1 <= self.patch_head_layer <= self.num_hidden_layers):
+      raise ValueError(
+          f"patch_head_layer={self.patch_head_layer} must name a layer in "
+          f"[1, num_hidden_layers={self.num_hidden_layers}].")
+    if self.patch_classes and self.num_images > 1:
+      raise ValueError("the patch head reads one image; num_images="
+                       f"{self.num_images} (NLVR2) has two.")
     check_image_init(self.image_position_init, self.image_position_scale,
                      self.patch_init_std, self.hidden_size)
     if self.dtype not in DTYPES:

@@ -114,6 +114,14 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
         "tuning distils logits (distill.logits) and pooled features "
         "(distill.hidden). Set distill.attn=0.")
   task = task_term(config.task, config.loss.vqa_reduction)
+  patch_weight = float(config.loss.get("patch_weight", 0.0))
+  if patch_weight < 0:
+    raise ValueError(f"loss.patch_weight={patch_weight} must be >= 0.")
+  if patch_weight and not getattr(model.config, "patch_classes", 0):
+    raise ValueError(
+        "loss.patch_weight > 0 trains a patch head the model lacks: set "
+        "model.patch_classes and model.patch_head_layer (ViLT only).")
+  patch_outputs = {"output_patch_logits": True} if patch_weight else {}
 
   def loss_fn(params, gates, batch, teacher_params, rng, step):
     del gates, step  # fine-tuning has neither gates nor a step schedule
@@ -122,10 +130,15 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
     drop_rng, gumbel_rng = jax.random.split(rng)
     out = model.apply({"params": params}, **model_inputs(batch), train=True,
                       rngs={"dropout": drop_rng, "gumbel": gumbel_rng},
-                      debug_checks=config.debug_checks)
+                      debug_checks=config.debug_checks, **patch_outputs)
     valid = batch["valid"]
     metrics = {"task_loss": losses.masked_mean(task(out, batch), valid)}
     loss = metrics["task_loss"]
+    if patch_weight:
+      patch_loss, metrics["patch_acc"] = losses.patch_ce(
+          out["patch_logits"], batch["patch_targets"])
+      metrics["patch_loss"] = losses.masked_mean(patch_loss, valid)
+      loss = loss + patch_weight * metrics["patch_loss"]
     if teacher is not None:
       t_out = teacher.apply({"params": teacher_params},
                             **model_inputs(batch), train=False)
@@ -223,6 +236,9 @@ def distilled_run(config: ml_collections.ConfigDict, teacher_dir,
   c.optim.lr = lr
   c.optim.warmup_steps = warmup_steps
   c.stop_at = 0
+  # The patch head is a pretraining device: a reduced model has no patches
+  # to label after its first reduction.
+  c.loss.patch_weight = 0.0
   c.lock()
   digest = hashlib.sha1((c.to_json(sort_keys=True) + teacher_digest)
                         .encode()).hexdigest()[:8]

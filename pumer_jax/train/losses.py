@@ -44,6 +44,19 @@ def itm_bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
       logits[..., 0], labels.astype(logits.dtype))  # [B]
 
 
+def patch_ce(logits: jax.Array, targets: jax.Array
+             ) -> tuple[jax.Array, jax.Array]:
+  """Per-example cross-entropy of per-patch classes, averaged over patches
+  ([B, P, K] logits, [B, P] targets -> [B]), and the accuracy on the
+  patches that show an object (class > 0; most patches are background)."""
+  targets = targets.astype(jnp.int32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  shown = targets > 0
+  hits = (logits.argmax(-1) == targets) & shown
+  accuracy = hits.sum() / jnp.maximum(shown.sum(), 1)
+  return ce.mean(axis=-1), accuracy
+
+
 TASK_LOSSES = {"vqa": vqa_bce, "ve": classification_ce,
                "nlvr2": classification_ce, "retrieval": itm_bce}
 
