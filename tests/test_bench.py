@@ -30,14 +30,17 @@ FAST = dict(batch_start=2, batch_step=2, max_batch=2, repeats=1, warmup=1,
 TOP_KEYS = {
     "schema_version", "preset", "created", "versions", "device", "dtype",
     "model", "image_size", "text_len", "batch", "timing", "results", "peer",
-    "xla_flags",
+    "xla_flags", "protocols",
 }
 RESULT_KEYS = {
     "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
     "batch_trials", "speedup", "flops_per_example", "flop_ratio",
     "flop_speedup", "efficiency", "peak_memory_bytes", "memory_reduction",
     "memory_estimate_bytes", "memory_estimate_reduction", "activation_bytes",
-    "activation_reduction", "tokens_per_layer",
+    "activation_reduction", "tokens_per_layer", "autograd_memory_bytes",
+    "autograd_memory_reduction", "autograd_residual_bytes",
+    "train_memory_bytes", "train_memory_reduction", "train_throughput",
+    "train_spread", "train_speedup", "crossover",
 }
 SPREAD_KEYS = {"throughput_p10", "throughput_p90", "median_s", "p10_s",
                "p90_s", "repeats"}
@@ -57,7 +60,7 @@ def by_name(report):
 
 
 def test_schema_is_stable(report):
-  assert presets.SCHEMA_VERSION == 1
+  assert presets.SCHEMA_VERSION == 2
   assert set(report) == TOP_KEYS == report_lib.SCHEMA_KEYS
   assert set(report["device"]) == {"platform", "kind", "count",
                                    "host_cpu_threads"}

@@ -49,6 +49,9 @@ def test_gpu_command_smoke_run_without_the_missing_packages(tmp_path):
   bench = json.loads((out / "bench_tiny_cpu_float32.json").read_text())
   assert bench["peer"]["eager"]["throughput"] > 0
   assert all(r["activation_bytes"] for r in bench["results"])
+  assert all(r["autograd_memory_bytes"] and r["train_throughput"]
+             and r["crossover"]["crossover_batch"] != 0
+             for r in bench["results"])
 
 
 def test_the_blocker_blocks(tmp_path):

@@ -7,7 +7,8 @@ Writes into one folder: the benchmark (`bench_*.json`) of the ViLT-B/32 VE
 and VQA presets and METER-B/16 VQA in bfloat16 and float32 (every method,
 the batch grown through a few sizes up to 1024, throughput, speedup,
 FLOP-ratio speedup, efficiency, peak memory from `memory_stats()`,
-activation bytes), Hugging Face's PyTorch ViLT on CUDA (eager and
+activation bytes, the autograd memory protocol; in bfloat16 the train
+step's memory and examples/s and the crossover batches), Hugging Face's PyTorch ViLT on CUDA (eager and
 `torch.compile`) at the same shapes, one ViLT-B/32 + PuMer bf16 training
 step with its MFU, `bipartite_merge`'s scatter forms (`merge_scatter_*`),
 and `summary.md` with every table.
@@ -46,6 +47,17 @@ PLAN = {
     "vilt_vqa": {"bfloat16": (64, 256, 1024), "float32": (64, 256)},
     "meter_vqa": {"bfloat16": (32, 128), "float32": (32,)},
 }
+# preset -> dtype -> what each run measures beside inference: the autograd
+# memory protocol (every run), the train step (peak and examples/s) and the
+# crossover batches (bfloat16, the dtype a GPU user runs).
+PROTOCOLS = {
+    "vilt_ve": {"bfloat16": dict(train_step=True)},
+    "vilt_vqa": {"bfloat16": dict(train_step=True,
+                                  crossover_batches=(1, 4, 16, 64))},
+    "meter_vqa": {"bfloat16": dict(train_step=True,
+                                   crossover_batches=(1, 4, 16))},
+    "tiny": {"float32": dict(train_step=True, crossover_batches=(1, 2))},
+}
 # The smoke run: the same code on a CPU in under a minute, float32, three
 # methods, one batch size. bfloat16 (slow to compile on CPU), growing the
 # batch and METER's bench path are tested by tests/test_bench.py.
@@ -64,7 +76,8 @@ def peak_bf16(device) -> tuple[float | None, str]:
   return None, f"no stated bf16 peak for {device.device_kind!r}"
 
 
-def benchmarks(plan, out: pathlib.Path, smoke: bool) -> list[str]:
+def benchmarks(plan, out: pathlib.Path, smoke: bool,
+               skip: set[str]) -> list[str]:
   tables = []
   for name, dtypes in plan.items():
     preset = presets_lib.PRESETS[name]
@@ -82,7 +95,10 @@ def benchmarks(plan, out: pathlib.Path, smoke: bool) -> list[str]:
           repeats=3 if smoke else 5, warmup=1 if smoke else 2,
           min_seconds=0.0 if smoke else 0.5,
           peer="hf" if peer else None, peer_compile=not smoke,
-          progress=False, preset=name)
+          progress=False, preset=name,
+          **({} if "protocols" in skip
+             else PROTOCOLS.get(name, {}).get(dtype, {})),
+          autograd="protocols" not in skip)
       path = write_json(output_path(out, "bench", report), report)
       tables.append(f"## {name}, {dtype} ({time.perf_counter() - started:.0f}"
                     f" s)\n\n```\n{format_table(report)}\n```\n")
@@ -162,7 +178,9 @@ def main(argv=None) -> None:
   parser.add_argument("--smoke", action="store_true",
                       help="tiny presets, any device: checks the command")
   parser.add_argument("--skip", default="",
-                      help="comma list of parts to skip: bench,train,merge")
+                      help="comma list of parts to skip: bench,train,merge,"
+                      "protocols (the benchmark's autograd memory, train "
+                      "step and crossover batches)")
   args = parser.parse_args(argv)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +204,7 @@ def main(argv=None) -> None:
     print(summary[-1], flush=True)
   if "bench" not in skip:
     summary += benchmarks(SMOKE_PLAN if args.smoke else PLAN, out,
-                          args.smoke)
+                          args.smoke, skip)
   summary.append(f"\nTotal {time.perf_counter() - started:.0f} s.\n")
   (out / "summary.md").write_text("\n".join(summary))
   print(f"wrote {out / 'summary.md'}")

@@ -8,7 +8,9 @@ from `batch_start` by `batch_step` until XLA runs out of memory or
 compiled program's `cost_analysis()`, peak memory from
 `device.memory_stats()` at one common batch (`memory_batch`), and every
 method is compared with the unreduced model (`none`) measured in the same
-run. Weights are random: throughput needs no trained weights.
+run. Beside inference: the paper's autograd memory protocol, the train
+step (memory, examples/s) and the crossover batch (`protocols`). Weights
+are random: throughput needs no trained weights.
 
   python -m pumer_jax.bench --preset vilt_vqa                 # paper shapes
   python -m pumer_jax.bench --preset meter_vqa                # METER-B/16, 384
@@ -16,8 +18,9 @@ run. Weights are random: throughput needs no trained weights.
   python -m pumer_jax.bench --preset vilt_vqa --sweep --eval_results r.json
 
 Modules: `presets` (what runs, checked), `programs` (random weights and
-inputs, compiled forwards), `measure` (timing and compiled cost),
-`runner` (`run_benchmark`, the Python API), `report` (table, JSON),
+inputs, compiled forwards), `protocols` (the autograd forward and the
+train step), `measure` (timing and compiled cost), `phases` (each
+measurement over every method), `runner` (`run_benchmark`, the Python API), `report` (table, JSON),
 `hf_peer` (Hugging Face's PyTorch ViLT), `pareto` (the sweep), `cli`.
 See benchmarks/README.md for every column.
 """

@@ -51,6 +51,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--debug_checks", action="store_true",
                       help="compile the input-value checks in (checkify); "
                       "the timings then include their cost")
+  parser.add_argument("--autograd", action=argparse.BooleanOptionalAction,
+                      default=True, help="the paper's memory protocol: the "
+                      "forward keeping what a backward pass reads")
+  parser.add_argument("--train_step", action="store_true",
+                      help="also compile and time one AdamW train step at "
+                      "the memory batch")
+  parser.add_argument("--crossover_batches", default="",
+                      help="comma-separated batches (e.g. 1,2,4,8) to time "
+                      "every method at, to find where a reducer pays")
   parser.add_argument("--sweep", action="store_true",
                       help="ratios/layers grid -> Pareto chart (PNG + JSON)")
   parser.add_argument("--eval_results", default=None,
@@ -63,6 +72,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                            "finalized EfficientVLM model) instead of the "
                            "preset's; the preset gives shapes and methods")
   args = parser.parse_args(argv)
+  try:
+    args.crossover_batches = [int(b) for b in args.crossover_batches.split(",")
+                              if b.strip()]
+  except ValueError:
+    parser.error(f"--crossover_batches={args.crossover_batches!r} must be "
+                 "comma-separated ints, e.g. 1,2,4,8.")
   if args.eval_results and not args.sweep:
     parser.error("--eval_results needs --sweep.")
   if args.sweep and args.methods:
@@ -114,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   methods = select_methods(preset.methods, [n.strip() for n in names])
   report = run_benchmark(model, methods, preset.text_len, image_size,
                          peer=args.peer, peer_compile=args.peer_compile,
-                         **kwargs)
+                         autograd=args.autograd, train_step=args.train_step,
+                         crossover_batches=args.crossover_batches, **kwargs)
   print(format_table(report))
   path = write_json(output_path(args.out, "bench", report), report)
   print(f"wrote {path}")

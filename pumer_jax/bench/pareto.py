@@ -204,8 +204,9 @@ def run_sweep(
     y_key = "flop_ratio"
   if all(r == ReduceConfig() for r in methods.values()):
     raise ValueError("the sweep has no reduced setting to measure.")
+  # A sweep compares speed: the autograd protocol's compiles are left out.
   report = run_benchmark(model_config, methods, text_len, hw,
-                         **bench_kwargs)
+                         **{"autograd": False, **bench_kwargs})
 
   points = []
   for r in report["results"]:

@@ -11,14 +11,17 @@ from typing import Any
 SCHEMA_KEYS = frozenset((
     "schema_version", "preset", "created", "versions", "device", "dtype",
     "model", "image_size", "text_len", "batch", "timing", "results", "peer",
-    "xla_flags",
+    "xla_flags", "protocols",
 ))
 RESULT_KEYS = frozenset((
     "name", "method", "reduce", "image_size", "batch", "throughput", "spread",
     "batch_trials", "speedup", "flops_per_example", "flop_ratio",
     "flop_speedup", "efficiency", "peak_memory_bytes", "memory_reduction",
     "memory_estimate_bytes", "memory_estimate_reduction", "activation_bytes",
-    "activation_reduction", "tokens_per_layer",
+    "activation_reduction", "tokens_per_layer", "autograd_memory_bytes",
+    "autograd_memory_reduction", "autograd_residual_bytes",
+    "train_memory_bytes", "train_memory_reduction", "train_throughput",
+    "train_spread", "train_speedup", "crossover",
 ))
 
 
@@ -57,10 +60,8 @@ def format_table(report: dict[str, Any]) -> str:
         _fmt(r["activation_reduction"], ".1%"),
         str(r["tokens_per_layer"][-1]),
     ))
-  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-  for row in rows:
-    lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd)
-                           for i, (c, wd) in enumerate(zip(row, widths))))
+  lines += _aligned(rows)
+  lines += _protocol_lines(report)
   peer = report.get("peer")
   if peer:
     lines.append(f"peer: {peer['name']} on {peer['device']}, batch "
@@ -85,6 +86,48 @@ def format_table(report: dict[str, Any]) -> str:
           f"= {rounds['flax_none_over_eager']:.2f} (rounds "
           f"{min(ratios):.2f}-{max(ratios):.2f})")
   return "\n".join(lines)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+  widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+  return ["  ".join(c.rjust(wd) if i else c.ljust(wd)
+                    for i, (c, wd) in enumerate(zip(row, widths)))
+          for row in rows]
+
+
+def _protocol_lines(report: dict[str, Any]) -> list[str]:
+  """The memory protocols, the train step and the crossover, when run."""
+  protocols = report.get("protocols") or {}
+  results = report["results"]
+  lines = []
+  if protocols.get("autograd") or protocols.get("train_step"):
+    lines.append(f"memory protocols at batch {report['batch']['memory']} "
+                 "(compiled; MiB and reduction vs none), train step:")
+    rows = [("method", "inference act.", "red.", "autograd", "red.",
+             "kept for backward", "train step", "red.", "train ex/s",
+             "train speedup")]
+    for r in results:
+      rows.append((
+          r["name"], _fmt(r["activation_bytes"], ".1f", 2.0 ** -20),
+          _fmt(r["activation_reduction"], ".1%"),
+          _fmt(r["autograd_memory_bytes"], ".1f", 2.0 ** -20),
+          _fmt(r["autograd_memory_reduction"], ".1%"),
+          _fmt(r["autograd_residual_bytes"], ".1f", 2.0 ** -20),
+          _fmt(r["train_memory_bytes"], ".1f", 2.0 ** -20),
+          _fmt(r["train_memory_reduction"], ".1%"),
+          _fmt(r["train_throughput"], ".2f"), _fmt(r["train_speedup"], ".2f")))
+    lines += _aligned(rows)
+  batches = protocols.get("crossover_batches") or []
+  if batches:
+    lines.append("inference speedup vs none by batch; crossover = the "
+                 "smallest batch from which a method stays faster:")
+    rows = [("method", *(f"b={b}" for b in batches), "crossover")]
+    for r in results:
+      c = r["crossover"]
+      rows.append((r["name"], *(_fmt(x, ".2f") for x in c["speedup"]),
+                   str(c["crossover_batch"] or "never")))
+    lines += _aligned(rows)
+  return lines
 
 
 def output_path(out_dir: str | pathlib.Path, kind: str, report: dict,

@@ -23,14 +23,15 @@ import jax.numpy as jnp
 from tqdm import tqdm
 
 from pumer_jax.bench.hf_peer import run_hf_peer
-from pumer_jax.bench.measure import (
-    Timing,
-    compiled_flops,
-    compiled_memory,
-    compiled_temp_bytes,
-    cpu_threads,
-    time_jitted,
-    throughput_summary,
+from pumer_jax.bench.measure import cpu_threads
+from pumer_jax.bench.phases import (
+    MethodRun,
+    Runner,
+    crossover_batch,
+    crossover_phase,
+    memory_phase,
+    protocol_phase,
+    throughput_phase,
 )
 from pumer_jax.bench.presets import (
     DEFAULT_MAX_BATCH,
@@ -43,133 +44,7 @@ from pumer_jax.bench.presets import (
     method_image_size,
     schedule,
 )
-from pumer_jax.bench.programs import (
-    ParamStore,
-    _example_inputs,
-    compile_forward,
-    device_peak_bytes,
-    is_out_of_memory,
-)
 from pumer_jax.models import ReduceConfig, ViltConfig, architecture_of
-
-@dataclasses.dataclass
-class _Method:
-  """Everything measured for one method, filled in phase by phase."""
-
-  name: str
-  reduce: ReduceConfig
-  image_size: tuple[int, int]
-  compiled: Any = None  # at the memory batch; dropped after use
-  flops: float | None = None
-  memory_estimate: int | None = None
-  activation: int | None = None  # temporaries at the activation batch
-  peak_memory: int | None = None
-  trials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-  best: dict[str, Any] | None = None
-
-
-class _Runner:
-  """Holds the shared weights and inputs of one run on one device."""
-
-  def __init__(self, model: ModelConfig, text_len: int,
-               image_size: tuple[int, int], seed: int, timing: dict,
-               debug_checks: bool = False):
-    self.model, self.text_len, self.seed = model, text_len, seed
-    self.params = ParamStore(model, text_len, image_size, seed)
-    self.timing = timing
-    self.debug_checks = debug_checks
-
-  def inputs(self, batch: int, hw: tuple[int, int]):
-    return _example_inputs(batch, self.text_len, hw, self.model.vocab_size,
-                           self.seed)
-
-  def compile(self, m: _Method, batch: int):
-    """Compiles for input shapes only: no input arrays exist yet."""
-    specs = (jax.ShapeDtypeStruct((batch, self.text_len), jnp.int32),
-             jax.ShapeDtypeStruct((batch, self.text_len), jnp.int32),
-             jax.ShapeDtypeStruct((batch, *m.image_size, 3), jnp.float32))
-    return compile_forward(self.model, m.reduce, self.params.get(m.reduce),
-                           specs, debug_checks=self.debug_checks)
-
-  def run_once(self, m: _Method, compiled, inputs) -> None:
-    out = jax.block_until_ready(compiled(self.params.get(m.reduce), *inputs))
-    if self.debug_checks:
-      out[0].throw()  # the checkify error of the input checks
-
-  def time(self, m: _Method, compiled, inputs) -> Timing:
-    return time_jitted(compiled, self.params.get(m.reduce), *inputs,
-                       **self.timing)
-
-
-def _memory_phase(runner: _Runner, methods: list[_Method], batch: int,
-                  activation_batch: int, device: jax.Device, bar: tqdm
-                  ) -> None:
-  """FLOPs, compiled memory estimate and device peak at the common batch;
-  compiled activation bytes at `activation_batch` (compiled, never run).
-
-  JAX cannot reset the device's peak counter, so programs run in ascending
-  order of their compiled estimate, before any larger batch: each method's
-  reading is then the high-water mark its own program set.
-  """
-  for m in methods:
-    bar.set_description(f"compile {m.name} @ {batch}")
-    try:
-      m.compiled = runner.compile(m, batch)
-    except Exception as err:
-      if is_out_of_memory(err):
-        raise RuntimeError(
-            f"method {m.name!r} does not compile at memory_batch={batch}: "
-            f"out of memory; lower --memory_batch.") from err
-      raise
-    m.flops = compiled_flops(m.compiled)
-    m.memory_estimate = compiled_memory(m.compiled)
-    m.activation = compiled_temp_bytes(
-        m.compiled if activation_batch == batch
-        else runner.compile(m, activation_batch))
-  for m in sorted(methods, key=lambda m: m.memory_estimate or 0):
-    bar.set_description(f"memory {m.name} @ {batch}")
-    inputs = runner.inputs(batch, m.image_size)  # only this method's
-    try:
-      runner.run_once(m, m.compiled, inputs)
-    except Exception as err:
-      if is_out_of_memory(err):
-        raise RuntimeError(
-            f"method {m.name!r} runs out of memory at memory_batch={batch}; "
-            f"lower --memory_batch.") from err
-      raise
-    del inputs
-    m.peak_memory = device_peak_bytes(device)
-    bar.update()
-
-
-def _throughput_phase(runner: _Runner, m: _Method, sizes: list[int],
-                      memory_batch: int, bar: tqdm) -> None:
-  """Grows the batch until out of memory or the cap; keeps the best."""
-  for batch in sizes:
-    bar.set_description(f"time {m.name} @ {batch}")
-    try:
-      if batch == memory_batch and m.compiled is not None:
-        compiled = m.compiled
-      else:
-        compiled = runner.compile(m, batch)
-      timing = runner.time(m, compiled, runner.inputs(batch, m.image_size))
-    except Exception as err:
-      if not is_out_of_memory(err):
-        raise
-      m.trials.append(dict(batch=batch, throughput=None, oom=True))
-      break
-    trial = throughput_summary(batch, timing)
-    m.trials.append(dict(batch=batch, throughput=trial["throughput"],
-                         oom=False))
-    if m.best is None or trial["throughput"] > m.best["throughput"]:
-      m.best = trial
-  m.compiled = None
-  if m.best is None:
-    raise RuntimeError(
-        f"method {m.name!r} ran out of memory at the first batch "
-        f"{sizes[0]}; lower --batch_start.")
-  bar.update()
-
 
 def _ratio(a: float | None, b: float | None) -> float | None:
   return None if a is None or b is None or b == 0 else a / b
@@ -197,7 +72,7 @@ def _model_info(config: ModelConfig) -> dict[str, Any]:
   return info
 
 
-def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
+def _result(m: MethodRun, base: MethodRun, model: ModelConfig, text_len: int,
             memory_batch: int) -> dict[str, Any]:
   """One method's row of the JSON `results` list (see README for fields)."""
   best = m.best
@@ -207,6 +82,10 @@ def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
   flop_ratio = _ratio(flops, base_flops)
   flop_speedup = _ratio(1.0, flop_ratio)
   sched = schedule(model, m.reduce, text_len, m.image_size)
+  autograd_ratio = _ratio(m.autograd_memory, base.autograd_memory)
+  train_ratio = _ratio(m.train_memory, base.train_memory)
+  train_throughput = m.train["throughput"] if m.train else None
+  base_train = base.train["throughput"] if base.train else None
   estimate_ratio = _ratio(m.memory_estimate, base.memory_estimate)
   memory_ratio = _ratio(m.peak_memory, base.peak_memory)
   activation_ratio = _ratio(m.activation, base.activation)
@@ -233,7 +112,28 @@ def _result(m: _Method, base: _Method, model: ModelConfig, text_len: int,
       activation_reduction=(
           None if activation_ratio is None else 1.0 - activation_ratio),
       tokens_per_layer=[sched.tokens_in(l) for l in range(sched.depth + 1)],
+      autograd_memory_bytes=m.autograd_memory,
+      autograd_memory_reduction=(
+          None if autograd_ratio is None else 1.0 - autograd_ratio),
+      autograd_residual_bytes=m.residuals,
+      train_memory_bytes=m.train_memory,
+      train_memory_reduction=None if train_ratio is None else 1.0 - train_ratio,
+      train_throughput=train_throughput,
+      train_spread=m.train["spread"] if m.train else None,
+      train_speedup=_ratio(train_throughput, base_train),
+      crossover=_crossover(m, base),
   )
+
+
+def _crossover(m: MethodRun, base: MethodRun) -> dict[str, Any] | None:
+  """Throughput and speedup per small batch, and where the method pays."""
+  if not m.curve:
+    return None
+  return dict(
+      batches=sorted(m.curve),
+      throughput=[m.curve[b] for b in sorted(m.curve)],
+      speedup=[m.curve[b] / base.curve[b] for b in sorted(m.curve)],
+      crossover_batch=crossover_batch(m.curve, base.curve))
 
 
 def _device_info(device: jax.Device) -> dict[str, Any]:
@@ -262,6 +162,9 @@ def run_benchmark(
     preset: str | None = None,
     debug_checks: bool = False,
     batches: Sequence[int] | None = None,
+    autograd: bool = True,
+    train_step: bool = False,
+    crossover_batches: Sequence[int] | None = None,
 ) -> dict[str, Any]:
   """Benchmarks `methods` on one device; returns the JSON-ready report.
 
@@ -289,6 +192,13 @@ def run_benchmark(
       timings include their cost.
     batches: the batch sizes to grow through, instead of `batch_start` by
       `batch_step` (e.g. 64, 256, 1024 on a GPU: a few compiles, not 120).
+    autograd: also compile the autograd protocol's forward at `memory_batch`
+      (`protocols`: the paper's memory protocol).
+    train_step: also compile and time one AdamW train step at
+      `memory_batch` (its memory and examples/s).
+    crossover_batches: also time inference at these batches (e.g. 1, 2, 4,
+      8), every method at one batch before the next, and report the
+      smallest batch from which each reducer is faster than unreduced.
 
   Returns:
     The report dict; `SCHEMA_KEYS`/`RESULT_KEYS` list its fields.
@@ -314,7 +224,9 @@ def run_benchmark(
     methods = {"none": ReduceConfig(), **methods}
   check_setup(model_config, methods, text_len, hw,
               dict(batch_start=batch_start, batch_step=batch_step,
-                   max_batch=max_batch, memory_batch=memory_batch))
+                   max_batch=max_batch, memory_batch=memory_batch,
+                   **{f"crossover_batches[{i}]": b
+                      for i, b in enumerate(crossover_batches or ())}))
   if max_batch < batch_start:
     raise ValueError(
         f"max_batch={max_batch} is below batch_start={batch_start}.")
@@ -324,17 +236,24 @@ def run_benchmark(
   sizes = (sorted(batches) if batches
            else batch_sizes(batch_start, batch_step, max_batch))
 
-  runner = _Runner(model_config, text_len, hw, seed,
+  runner = Runner(model_config, text_len, hw, seed,
                    dict(warmup=warmup, repeats=repeats,
                         min_seconds=min_seconds), debug_checks)
-  measured = [_Method(name, r, method_image_size(r, hw))
+  measured = [MethodRun(name, r, method_image_size(r, hw))
               for name, r in methods.items()]
-  with tqdm(total=2 * len(measured), disable=not progress,
+  steps = (2 + (autograd or train_step) + len(crossover_batches or ())
+           ) * len(measured)
+  with tqdm(total=steps, disable=not progress,
             file=sys.stderr) as bar:
-    _memory_phase(runner, measured, memory_batch, activation_batch, device,
-                  bar)
+    memory_phase(runner, measured, memory_batch, activation_batch, device,
+                 bar)
+    if autograd or train_step:
+      protocol_phase(runner, measured, memory_batch, autograd, train_step,
+                     bar)
     for m in measured:
-      _throughput_phase(runner, m, sizes, memory_batch, bar)
+      throughput_phase(runner, m, sizes, memory_batch, bar)
+    if crossover_batches:
+      crossover_phase(runner, measured, crossover_batches, bar)
   base = next(m for m in measured if m.reduce == ReduceConfig())
   results = [_result(m, base, model_config, text_len, memory_batch)
              for m in measured]
@@ -372,6 +291,8 @@ def run_benchmark(
                  memory=memory_batch, activation=activation_batch),
       timing=dict(repeats=repeats, warmup=warmup, min_seconds=min_seconds,
                   debug_checks=debug_checks),
+      protocols=dict(autograd=autograd, train_step=train_step,
+                     crossover_batches=sorted(crossover_batches or ())),
       results=results,
       peer=peer_report,
   )
