@@ -43,7 +43,8 @@ def test_gpu_command_smoke_run_without_the_missing_packages(tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   written = {p.name for p in out.iterdir()}
   assert {"summary.md", "train_step_mfu.json", "merge_scatter_cpu.json",
-          "bench_tiny_cpu_float32.json"} <= written
+          "bench_tiny_cpu_float32.json",
+          "recomputed_probs_cpu_float32.json"} <= written
   mfu = json.loads((out / "train_step_mfu.json").read_text())
   assert mfu["flops_per_step"] > 0 and mfu["step"]["median_s"] > 0
   bench = json.loads((out / "bench_tiny_cpu_float32.json").read_text())

@@ -11,6 +11,8 @@ activation bytes, the autograd memory protocol; in bfloat16 the train
 step's memory and examples/s and the crossover batches), Hugging Face's PyTorch ViLT on CUDA (eager and
 `torch.compile`) at the same shapes, one ViLT-B/32 + PuMer bf16 training
 step with its MFU, `bipartite_merge`'s scatter forms (`merge_scatter_*`),
+a reduction layer's explicit vs fused + recomputed attention
+(`recomputed_probs_*`),
 and `summary.md` with every table.
 
 It imports only what the GPU image has (jax, flax, optax, orbax, torch,
@@ -172,13 +174,20 @@ def merge_scatter(out: pathlib.Path, smoke: bool) -> None:
                   str(out), *args], check=True)
 
 
+def recomputed_probs(out: pathlib.Path, smoke: bool) -> None:
+  args = (["--batch", "2", "--rounds", "2", "--repeats", "2"] if smoke
+          else ["--batch", "64", "--dtype", "bfloat16"])
+  subprocess.run([sys.executable, "benchmarks/recomputed_probs.py", "--out",
+                  str(out), *args], check=True)
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", default="benchmarks/results/gpu")
   parser.add_argument("--smoke", action="store_true",
                       help="tiny presets, any device: checks the command")
   parser.add_argument("--skip", default="",
-                      help="comma list of parts to skip: bench,train,merge,"
+                      help="comma list of parts to skip: bench,train,merge,probs,"
                       "protocols (the benchmark's autograd memory, train "
                       "step and crossover batches)")
   args = parser.parse_args(argv)
@@ -192,6 +201,11 @@ def main(argv=None) -> None:
   if "merge" not in skip:  # seconds; first, so DEFAULT_SCATTER gets data
     merge_scatter(out, args.smoke)
     summary.append((out / f"merge_scatter_{device.platform}.md").read_text())
+  if "probs" not in skip:  # seconds: explicit vs fused + recomputed rows
+    recomputed_probs(out, args.smoke)
+    dtype = "float32" if args.smoke else "bfloat16"
+    summary.append(
+        (out / f"recomputed_probs_{device.platform}_{dtype}.md").read_text())
   if "train" not in skip:
     mfu = train_step_mfu(args.smoke)
     (out / "train_step_mfu.json").write_text(json.dumps(mfu, indent=2) + "\n")

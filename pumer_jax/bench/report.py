@@ -103,7 +103,8 @@ def _protocol_lines(report: dict[str, Any]) -> list[str]:
   if protocols.get("autograd") or protocols.get("train_step"):
     lines.append(f"memory protocols at batch {report['batch']['memory']} "
                  "(compiled; MiB and reduction vs none), train step:")
-    rows = [("method", "inference act.", "red.", "autograd", "red.",
+    rows = [("method", f"inference act. @{report['batch']['activation']}",
+             "red.", "autograd", "red.",
              "kept for backward", "train step", "red.", "train ex/s",
              "train speedup")]
     for r in results:

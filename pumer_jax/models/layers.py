@@ -191,7 +191,11 @@ class MultiHeadAttention(nn.Module):
   output, no attention dropout or DynamicViT policy) runs
   `jax.nn.dot_product_attention`, which XLA lowers to cuDNN's fused kernel
   on GPU; the key sizes enter as its bias, `log(size)`, and padding as its
-  mask, so both paths compute the same attention.
+  mask, so both paths compute the same attention. A layer whose reducer
+  reads only some rows (`prob_rows`: PuMer's text queries, EViT's image
+  [CLS]) runs the kernel too and recomputes just those rows from q and k
+  (`tests/test_recomputed_probs.py`: parity to 1e-5;
+  `benchmarks/recomputed_probs.py` times both paths).
   """
 
   num_heads: int
@@ -217,6 +221,8 @@ class MultiHeadAttention(nn.Module):
       head_gate: jax.Array | None = None,
       deterministic: bool = True,
       need_probs: bool = True,
+      prob_rows: slice | None = None,
+      fused: bool | None = None,
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Args:
       x: [B, Nq, D] queries (and keys/values when `context` is None).
@@ -227,6 +233,15 @@ class MultiHeadAttention(nn.Module):
         (EfficientVLM's head gates, before the output projection).
       deterministic: disables attention dropout.
       need_probs: return the probabilities (else the fused kernel may run).
+      prob_rows: with `need_probs`, the only query rows (a static slice)
+        whose probabilities are read: the fused kernel may then still run
+        and those rows alone are recomputed from q and k with the same
+        sizes and masks (`aux["prob_rows"]` says which rows `probs` holds).
+        Not with attention dropout, a DynamicViT policy or the official
+        softmax (its epsilon and self-weight are not the kernel's): those
+        take the explicit path.
+      fused: run the fused kernel where it may (None: on the backends of
+        `FUSED_ATTENTION_BACKENDS`).
     """
     context = x if context is None else context
     head_dim = self.head_dim or self.hidden_size // self.num_heads
@@ -249,19 +264,24 @@ class MultiHeadAttention(nn.Module):
     weight = key_size if self.prop_attn else (key_size > 0)
     weight = weight.astype(jnp.float32)
     dropout = self.dropout_rate > 0 and not deterministic
-    fused = jax.default_backend() in FUSED_ATTENTION_BACKENDS
-    explicit = (need_probs or dropout or key_policy is not None
-                or self.official_softmax)
+    if fused is None:
+      fused = jax.default_backend() in FUSED_ATTENTION_BACKENDS
+    explicit = ((need_probs and prob_rows is None) or dropout
+                or key_policy is not None or self.official_softmax)
+    rows = None
     if fused and not explicit:
       ctx = fused_attention(q, k, v, weight, key_size > 0)  # [B, Nq, H, Dh]
       probs = dropped = None
+      if need_probs:  # only the rows read, from the same q and k
+        rows = prob_rows
+        probs = dropped = attention_weights(
+            _logits(q[:, rows], k, head_dim), weight, key_size > 0)
     else:
       # Head-major operands ([B, H, N, Dh]): jaxlib 0.10's YNNPACK fusion
       # runs the token-major einsums ~1.1-4x slower (pumer_jax/xla_cpu.py);
       # other backends are indifferent.
-      qh, kh, vh = (a.transpose(0, 2, 1, 3) for a in (q, k, v))
-      logits = jnp.einsum("bhqd,bhkd->bhqk", qh, kh).astype(jnp.float32)
-      logits = logits / jnp.sqrt(jnp.float32(head_dim))
+      vh = v.transpose(0, 2, 1, 3)
+      logits = _logits(q, k, head_dim)
       if key_policy is not None:
         weight = weight * key_policy.astype(jnp.float32)
       if self.official_softmax:
@@ -284,8 +304,18 @@ class MultiHeadAttention(nn.Module):
     ctx = ctx.reshape(ctx.shape[:2] + (-1,))  # [B, Nq, H*Dh]
     out = dense(self.hidden_size, ("joined_kv", "embed"), "out",
                 dtype=self.dtype)(ctx)
-    return out, {"keys": k.mean(axis=2), "probs": probs,
-                 "dropped_probs": dropped}
+    aux = {"keys": k.mean(axis=2), "probs": probs, "dropped_probs": dropped}
+    if rows is not None:
+      aux["prob_rows"] = rows
+    return out, aux
+
+
+def _logits(q: jax.Array, k: jax.Array, head_dim: int) -> jax.Array:
+  """Scaled attention logits [B, H, Nq, Nk] in float32 from [B, N, H, Dh]
+  queries and keys, contracted head-major."""
+  qh, kh = q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3)
+  logits = jnp.einsum("bhqd,bhkd->bhqk", qh, kh).astype(jnp.float32)
+  return logits / jnp.sqrt(jnp.float32(head_dim))
 
 
 class Mlp(nn.Module):

@@ -45,14 +45,33 @@ class ParamTree(nn.Module):
     return out
 
 
+def single_stream_rows(reducer: "Reducer", layer: int, text_len: int
+                       ) -> slice | None:
+  """The query rows of ViLT's `[text; image]` attention that the reducer
+  reads at `layer` (text rows, or the image [CLS] row), or None."""
+  if not reducer.needs_probs(layer):
+    return None
+  if reducer.method.needs().probs == IMAGE_CLS:
+    return slice(text_len, text_len + 1)
+  return slice(0, text_len)
+
+
 def single_stream_view(aux: dict[str, Any], text_len: int) -> AttentionView:
-  """ViLT: its self-attention over `[text; image]`, text first."""
+  """ViLT: its self-attention over `[text; image]`, text first. Where the
+  layer recomputed only some rows (`aux["prob_rows"]`), the view's rows
+  index those."""
   keys = aux["keys"]  # [B, N, Dh]
+  rows = aux.get("prob_rows")
+  first, last = (0, None) if rows is None else (rows.start, rows.stop)
+  has = lambda row: last is None or first <= row < last
   return AttentionView(
       keys=keys, text_keys=keys[:, :text_len], image_keys=keys[:, text_len:],
       probs=aux["probs"], dropped=aux["dropped_probs"],
-      text_rows=slice(0, text_len), image_cols=slice(text_len, None),
-      cls_row=text_len)
+      text_rows=(slice(0 - first, text_len - first)
+                 if first == 0 and (last is None or last >= text_len)
+                 else None),
+      image_cols=slice(text_len, None),
+      cls_row=text_len - first if has(text_len) else None)
 
 
 def text_side_view(self_aux: dict[str, Any], cross_aux: dict[str, Any]

@@ -31,6 +31,7 @@ from pumer_jax.models.layers import (
 )
 from pumer_jax.models.positions import sincos2d_init
 from pumer_jax.models.reducer_step import (
+    single_stream_rows,
     Reducer,
     check_length,
     reducer_params,
@@ -147,12 +148,12 @@ class ViltLayer(nn.Module):
     self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
   def attend(self, x, size, *, key_policy=None, head_gate=None,
-             deterministic=True, need_probs=True):
+             deterministic=True, need_probs=True, prob_rows=None):
     """x + Attention(LN(x)); returns it and the attention's keys/probs."""
     h, aux = self.attention(self.layernorm_before(x), size,
                             key_policy=key_policy, head_gate=head_gate,
                             deterministic=deterministic,
-                            need_probs=need_probs)
+                            need_probs=need_probs, prob_rows=prob_rows)
     return x + self.dropout(h, deterministic), aux
 
   def feed_forward(self, x, *, unit_gate=None, deterministic=True):
@@ -220,12 +221,15 @@ class ViltModel(nn.Module):
         tokens = reducer.sequence(counts, tokens, None, lt)
         lt, li = _modality_lengths(counts, lt, li)
       # Probabilities only where the reducer scores with them or the caller
-      # asks: elsewhere the fused attention kernel may run.
+      # asks: elsewhere the fused attention kernel may run, and for the
+      # reducer alone only the rows it reads are recomputed beside it.
       x, aux = layer.attend(
           tokens.x, tokens.size, key_policy=tokens.policy,
           head_gate=gate_row(gates, "vilt", "heads", i),
           deterministic=deterministic,
-          need_probs=output_attentions or reducer.needs_probs(i))
+          need_probs=output_attentions or reducer.needs_probs(i),
+          prob_rows=None if output_attentions else single_stream_rows(
+              reducer, i, lt))
       tokens = tokens._replace(x=x)
       attentions.append(aux["probs"])
       counts = reducer.acts(i, Where.AFTER_ATTENTION)
