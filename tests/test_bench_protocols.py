@@ -92,6 +92,8 @@ def test_report_carries_every_protocol():
     assert r["crossover"]["batches"] == [1, 2]
     assert len(r["crossover"]["speedup"]) == 2
   assert none["crossover"]["speedup"] == [1.0, 1.0]
+  assert none["crossover"]["baseline"] and not pumer["crossover"]["baseline"]
+  assert none["crossover"]["crossover_batch"] is None
   assert pumer["autograd_residual_bytes"] < none["autograd_residual_bytes"]
   table = report_lib.format_table(report)
   assert "memory protocols at batch 2" in table and "crossover" in table

@@ -125,8 +125,9 @@ def _protocol_lines(report: dict[str, Any]) -> list[str]:
     rows = [("method", *(f"b={b}" for b in batches), "crossover")]
     for r in results:
       c = r["crossover"]
+      where = "-" if c["baseline"] else str(c["crossover_batch"] or "never")
       rows.append((r["name"], *(_fmt(x, ".2f") for x in c["speedup"]),
-                   str(c["crossover_batch"] or "never")))
+                   where))
     lines += _aligned(rows)
   return lines
 

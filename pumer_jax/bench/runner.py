@@ -133,7 +133,9 @@ def _crossover(m: MethodRun, base: MethodRun) -> dict[str, Any] | None:
       batches=sorted(m.curve),
       throughput=[m.curve[b] for b in sorted(m.curve)],
       speedup=[m.curve[b] / base.curve[b] for b in sorted(m.curve)],
-      crossover_batch=crossover_batch(m.curve, base.curve))
+      crossover_batch=None if m is base else crossover_batch(m.curve,
+                                                             base.curve),
+      baseline=m is base)
 
 
 def _device_info(device: jax.Device) -> dict[str, Any]:
