@@ -113,3 +113,43 @@ def test_a_bad_crossover_batch_is_named():
                      "positive int"):
     runner.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64,
                          crossover_batches=(1, 0), **FAST)
+
+
+def _time_breakdown():
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parent.parent / "benchmarks/time_breakdown.py"
+  spec = importlib.util.spec_from_file_location("time_breakdown", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("op_name, want", [
+    ("jit(forward)/Vilt/vilt/layer_3.attend/attention/query/dot_general",
+     (3, "attention")),
+    ("jit(forward)/Vilt/vilt/layer_10.feed_forward/mlp/fc1", (10, "mlp")),
+    ("jit(forward)/Vilt/vilt/reducer_2/match/top_k", (2, "reducer match")),
+    # The innermost part names the work: a scatter inside a matching.
+    ("jit(forward)/Vilt/vilt/reducer_5/match/apply/scatter-add",
+     (5, "reducer apply")),
+    ("jit(forward)/Vilt/vilt/reducer_5/concatenate", (5, "reducer other")),
+    ("jit(forward)/Vilt/vilt/layernorm/reduce_sum", None),
+    ("jit(forward)/Vilt/classifier/dense", None),
+])
+def test_time_breakdown_attributes_instructions(op_name, want):
+  assert _time_breakdown().attribute(op_name) == want
+
+
+def test_every_reducer_part_shows_in_a_compiled_model(store):
+  # The shared building blocks carry their scopes into XLA's metadata.
+  tb = _time_breakdown()
+  seen = set()
+  for reduce in (PUMER, ReduceConfig(method="tome", tome_r=2), DYNAMICVIT):
+    compiled = programs.compile_forward(TINY, reduce, store.get(reduce),
+                                        _specs(2))
+    for op_name in tb.instruction_scopes(compiled.as_text()).values():
+      if where := tb.attribute(op_name):
+        seen.add(where[1])
+  assert {"attention", "mlp", "reducer score", "reducer match",
+          "reducer apply"} <= seen

@@ -5,7 +5,8 @@ A model asks its `ReduceConfig` where it acts and what it needs, builds the
 `[text; image]` self-attention; `text_side_view` / `image_side_view` for
 METER's fusion blocks), and calls `Reducer.sequence` or `Reducer.streams`.
 The method's own parameters (DynamicViT's keep predictor) are created here
-from its declared `Param`s, under `{param_name}_{stage}`.
+from its declared `Param`s, under `{param_name}_{stage}`. Each step runs
+under `jax.named_scope("reducer_{layer}")`, so a profile finds it.
 """
 
 from __future__ import annotations
@@ -138,16 +139,18 @@ class Reducer:
   def sequence(self, counts: LayerCounts, tokens: Tokens,
                view: AttentionView | None, text_len: int) -> Tokens:
     """One `[text; image]` stream reduced at `counts.layer`."""
-    out, aux = self.method.reduce_sequence(counts, tokens, view, text_len,
-                                           self._context(counts))
+    with jax.named_scope(f"reducer_{counts.layer}"):
+      out, aux = self.method.reduce_sequence(counts, tokens, view, text_len,
+                                             self._context(counts))
     self._record(aux, out.source)
     return out
 
   def streams(self, counts: LayerCounts, text: Tokens, image: Tokens,
               view: AttentionView | None) -> tuple[Tokens, Tokens]:
     """Separate text and image streams reduced at `counts.layer`."""
-    text, image, aux = self.method.reduce_streams(counts, text, image, view,
-                                                  self._context(counts))
+    with jax.named_scope(f"reducer_{counts.layer}"):
+      text, image, aux = self.method.reduce_streams(counts, text, image, view,
+                                                    self._context(counts))
     self._record(aux, image.source)
     return text, image
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from pumer_jax.reduce.scopes import APPLY, scoped
 
 ScatterForm = Literal["segment_sum", "at_add", "one_hot"]
 
@@ -28,11 +29,13 @@ ScatterForm = Literal["segment_sum", "at_add", "one_hot"]
 DEFAULT_SCATTER: dict[str, ScatterForm] = {"cpu": "at_add"}
 
 
+@scoped(APPLY)
 def gather_tokens(x: jax.Array, index: jax.Array) -> jax.Array:
   """x[b, index[b, i]] for x: [B, N, ...], index: [B, K] -> [B, K, ...]."""
   return jax.vmap(lambda xb, ib: xb[ib])(x, index)
 
 
+@scoped(APPLY)
 def scatter_add(
     base: jax.Array, index: jax.Array, values: jax.Array, form: ScatterForm
 ) -> jax.Array:

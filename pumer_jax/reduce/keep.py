@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from pumer_jax.reduce.protocol import Param
+from pumer_jax.reduce.scopes import MATCH, SCORE, scoped
 
 
 def policy_weighted_mean(x: jax.Array, policy: jax.Array) -> jax.Array:
@@ -26,6 +27,7 @@ def policy_weighted_mean(x: jax.Array, policy: jax.Array) -> jax.Array:
   return total / jnp.maximum(policy.sum(axis=1, keepdims=True), 1e-6)
 
 
+@scoped(MATCH)
 def gumbel_hard_keep(
     rng: jax.Array, log_probs: jax.Array, temperature: float = 1.0
 ) -> jax.Array:
@@ -104,6 +106,7 @@ def keep_predictor_spec(hidden_size: int) -> dict[str, Any]:
   }
 
 
+@scoped(SCORE)
 def keep_predictor(params: dict, x: jax.Array, policy: jax.Array
                    ) -> jax.Array:
   """DynamicViT's `PredictorLG`: each token's keep/drop log-probabilities.

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from pumer_jax.reduce.assign import Assignment, ScatterForm
 from pumer_jax.reduce.tokens import Tokens
+from pumer_jax.reduce.scopes import MATCH, scoped
 
 # Sentinels for the A->B score matrix. Cosine scores lie in [-1, 1].
 _PAD_PAIR = 1e4  # padding into padding: free, preferred above any real pair
@@ -73,6 +74,7 @@ def _check_r(n: int, r: int, protect_first: bool, caller: str) -> None:
     )
 
 
+@scoped(MATCH)
 def bipartite_matching(
     metric: jax.Array, r: int, *, size: jax.Array | None = None,
     protect_first: bool = True,

@@ -27,10 +27,12 @@ import jax.numpy as jnp
 from pumer_jax.reduce.assign import ScatterForm, gather_tokens
 from pumer_jax.reduce.merge import bipartite_matching, merge_cap
 from pumer_jax.reduce.tokens import Tokens
+from pumer_jax.reduce.scopes import APPLY, MATCH, SCORE, scoped
 
 SCORE_HEADS = ("mean", "first")
 
 
+@scoped(SCORE)
 def text_image_scores_official(
     text_to_image_attn: jax.Array, text_mask: jax.Array, heads: str = "mean"
 ) -> jax.Array:
@@ -54,6 +56,7 @@ def text_image_scores_official(
   return per_row.sum(axis=1) / total
 
 
+@scoped(MATCH)
 def top_scoring(scores: jax.Array, keep: int) -> jax.Array:
   """The slots of the `keep` highest scores, in descending score order,
   none protected (the reference's `torch.topk` over all image tokens).
@@ -70,6 +73,7 @@ def top_scoring(scores: jax.Array, keep: int) -> jax.Array:
   return jax.lax.top_k(jax.lax.stop_gradient(scores), keep)[1]
 
 
+@scoped(APPLY)
 def mean_merge(
     x: jax.Array,
     metric: jax.Array,

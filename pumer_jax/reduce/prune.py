@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from pumer_jax.reduce.tokens import Tokens
+from pumer_jax.reduce.scopes import MATCH, SCORE, scoped
 
 # Score given to a protected slot (the CLS token): above any attention mass.
 _PROTECTED_SCORE = jnp.inf
@@ -18,6 +19,7 @@ _PROTECTED_SCORE = jnp.inf
 _PADDING_SCORE = -1.0
 
 
+@scoped(MATCH)
 def topk_index(size: jax.Array, scores: jax.Array, keep: int,
                protect_first: bool = True) -> jax.Array:
   """The slots of the `keep` highest scores, in descending score order.
@@ -70,6 +72,7 @@ def topk_keep(
   return tokens.take(topk_index(tokens.size, scores, keep, protect_first))
 
 
+@scoped(SCORE)
 def text_image_scores(
     text_to_image_attn: jax.Array, text_size: jax.Array, heads: str = "mean"
 ) -> jax.Array:

@@ -12,8 +12,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from pumer_jax.reduce.scopes import APPLY, scoped
 
 
+@scoped(APPLY)
 def _gather(a: jax.Array, index: jax.Array) -> jax.Array:
   """a[b, index[b, i]] for a: [B, N, ...], index: [B, K] -> [B, K, ...]."""
   return jax.vmap(lambda ab, ib: ab[ib])(a, index)
