@@ -24,7 +24,10 @@ def format_table(report: dict[str, Any]) -> str:
           f"{'flop ratio':>12}{'speedup':>10}  tokens per layer"]
   for r in report["results"]:
     rows.append(
-        f"{r['method']:<12}{100 * r['value']:>11.2f}%{r['examples']:>10}"
+        f"{r['method']:<12}"
+        + (f"{100 * r['value']:>11.2f}%" if r["value"] is not None
+           else f"{'no answers':>12}")
+        + f"{r['examples']:>10}"
         f"{r['flop_ratio']:>12.3f}{r['speedup']:>9.2f}x  "
         f"{r['tokens_per_layer']}")
   return "\n".join(rows)

@@ -28,8 +28,10 @@ from pumer_jax.evaluate.metrics import (
     recall_at_k,
     retrieval_scores,
 )
+from pumer_jax.evaluate import vqa_results
 from pumer_jax.evaluate.report import format_table, write_report
 from pumer_jax.evaluate.score import forward
+from pumer_jax.evaluate.vqa_results import AnswerCollector
 from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig
@@ -63,7 +65,8 @@ def check_reducer_params(name: str, reduce: ReduceConfig, params: Any,
 
 
 def make_eval_step(model, task: str, debug_checks: bool = False):
-  """The jitted `(params, batch) -> (metric sum, valid count, tokens)`.
+  """The jitted `(params, batch) -> (metric sum, valid count, tokens,
+  argmax answer per example)`.
 
   With `debug_checks` the model's input-value checks run inside (checkify)
   and a failed one raises.
@@ -72,7 +75,8 @@ def make_eval_step(model, task: str, debug_checks: bool = False):
     out = model.apply({"params": p}, **model_inputs(batch), train=False,
                       debug_checks=debug_checks)
     total, count = batch_metric_sums(task, out, batch)
-    return total, count, out["tokens"]
+    answer = out["logits"].argmax(-1) if "logits" in out else out["tokens"]
+    return total, count, out["tokens"], answer
 
   if not debug_checks:
     return jax.jit(eval_step)
@@ -91,13 +95,17 @@ def evaluate(
     config: ml_collections.ConfigDict,
     make_batches: Callable[[], Iterable[dict[str, np.ndarray]]],
     methods: list[str],
+    answer_vocab: list[str] | None = None,
 ) -> dict[str, Any]:
   """Evaluates the model in `model_dir` under each reducer in `methods`.
 
   `make_batches()` returns a fresh pass over the evaluation split (padded
   batches with a `valid` mask, so every example counts exactly once). For
   retrieval it is a `RetrievalBatches` (matched pairs, captions, images):
-  the headline value is IR R@1, with IR/TR R@1/5/10 beside it.
+  the headline value is IR R@1, with IR/TR R@1/5/10 beside it. For VQA
+  with `answer_vocab`, each result also holds `answers`: the server's
+  records (`vqa_results`); on a split without answers (VQA v2 test,
+  test_dev) `value` is None.
   """
   base_model, variables = saved.load_model(model_dir)
   trained = base_model.config.reduce
@@ -116,15 +124,26 @@ def evaluate(
 
       extra = {}
       total, count, tokens = 0.0, 0.0, None
+      collector = (AnswerCollector(answer_vocab)
+                   if task == "vqa" and answer_vocab else None)
+      answered = False  # any valid question with an annotated answer
       for batch in (make_batches() if task != "retrieval"
                     else make_batches.pairs()):
         if timing_batch is None:
           timing_batch = sharding.put_batch(batch, mesh)
-        s, c, tokens = eval_step(params, sharding.put_batch(batch, mesh))
+        s, c, tokens, answer = eval_step(params,
+                                         sharding.put_batch(batch, mesh))
         total += float(s)
         count += float(c)
+        if collector is not None:
+          collector.add(batch["question_id"], jax.device_get(answer),
+                        batch["valid"])
+          answered |= bool((np.asarray(batch["labels"])[
+              np.asarray(batch["valid"], bool)].sum(-1) > 0).any())
       if count == 0:
         raise ValueError("the evaluation split produced no valid examples.")
+      if collector is not None:
+        extra["answers"] = collector.records()
       if task == "retrieval":
         scores, image_of_caption = retrieval_scores(
             forward(model), params, make_batches.captions,
@@ -140,7 +159,8 @@ def evaluate(
           method=name,
           reduce=reduce.to_dict(),
           metric=METRIC_NAMES[task],
-          value=total / count,
+          value=(None if collector is not None and not answered
+                 else total / count),
           examples=int(count),
           tokens_per_layer=[int(t) for t in np.asarray(tokens)],
           flops_per_example=compiled_flops(
@@ -166,13 +186,24 @@ def main(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
   workdir = pathlib.Path(workdir)
   model_dir = pathlib.Path(config.eval.checkpoint or workdir / "model")
   methods = [m.strip() for m in config.eval.methods.split(",") if m.strip()]
+  vocab = (loaders.answer_vocab_for(config, loaders.prepared_builder(config))
+           if config.task == "vqa" else None)
   report = evaluate(model_dir, config,
                     loaders.eval_batches(config, config.eval.split),
-                    methods)
-  report["split"] = config.eval.split
+                    methods, answer_vocab=vocab)
+  split = config.eval.split
+  report["split"] = split
   print(format_table(report))
   if jax.process_index() == 0:
-    path = workdir / f"eval_{config.eval.split}.json"
+    for r in report["results"]:  # the server's files, not the report's
+      if "answers" in r:
+        records = r.pop("answers")
+        path = vqa_results.write_results(
+            vqa_results.results_path(workdir, split, r["method"]), records)
+        r["results_file"] = str(path)
+        print(f"wrote {path} ({len(records)} answers, the VQA evaluation "
+              "server's format)")
+    path = workdir / f"eval_{split}.json"
     write_report(report, path)
     print(f"wrote {path}")
   return report
