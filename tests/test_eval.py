@@ -7,7 +7,7 @@ import pytest
 
 from pumer_jax.data.loaders import RetrievalBatches
 from pumer_jax.bench import pareto
-from pumer_jax.evaluate import metrics, runner
+from pumer_jax.evaluate import metrics, retrieval, runner
 from pumer_jax.evaluate import report as report_lib
 from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
@@ -150,7 +150,7 @@ def test_retrieval_scores_every_pair(saved_model):
   forward = jax.jit(lambda p, b: retrieval_model.apply(
       {"params": p}, **model_inputs(b)))
   mesh = sharding.make_mesh(1, 1)
-  scores, image_of_caption = metrics.retrieval_scores(
+  scores, image_of_caption = retrieval.retrieval_scores(
       forward, p, passes.captions, passes.images, mesh)
   assert scores.shape == (3, 6)
   np.testing.assert_array_equal(image_of_caption, [0, 0, 1, 1, 2, 2])
@@ -178,3 +178,49 @@ def test_retrieval_training_step_uses_negatives():
   softplus = lambda v: np.log1p(np.exp(v))
   assert float(metrics["task_loss"]) == pytest.approx(
       (softplus(-1.0) + softplus(1.0)) / 2, rel=1e-5)
+
+
+def test_retrieval_resumes_where_a_killed_run_stopped(saved_model, tmp_path):
+  _, model, params = saved_model
+  retrieval_model = type(model)(model.config.replace(head="retrieval",
+                                                     num_labels=1))
+  p = dict(params)
+  p.pop("classifier")
+  p["rank"] = {"rank_output": {"kernel": jnp.ones((32, 1)) * 0.1,
+                               "bias": jnp.zeros((1,))}}
+  passes, _, _ = retrieval_passes()
+  forward = jax.jit(lambda p, b: retrieval_model.apply(
+      {"params": p}, **model_inputs(b)))
+  mesh = sharding.make_mesh(1, 1)
+  whole, _ = retrieval.retrieval_scores(forward, p, passes.captions,
+                                        passes.images, mesh)
+  calls = []
+
+  def dies_after(limit):
+    def fwd(params, batch):
+      if len(calls) == limit:
+        raise KeyboardInterrupt  # the run is killed mid-matrix
+      calls.append(1)
+      return forward(params, batch)
+    return fwd
+
+  cache = tmp_path / "partial"
+  key = dict(model="m", method="none")
+  per_block = len(list(passes.images()))  # forwards per caption batch
+  with pytest.raises(KeyboardInterrupt):
+    retrieval.retrieval_scores(dies_after(per_block + 1), p, passes.captions,
+                               passes.images, mesh, cache_dir=cache,
+                               cache_key=key)
+  assert len(list(cache.glob("captions_*.npy"))) == 1
+  with pytest.raises(ValueError, match="holds the partial scores of another"):
+    retrieval.retrieval_scores(forward, p, passes.captions, passes.images,
+                               mesh, cache_dir=cache,
+                               cache_key=dict(key, method="pumer"))
+  calls.clear()
+  resumed, _ = retrieval.retrieval_scores(
+      dies_after(10**6), p, passes.captions, passes.images, mesh,
+      cache_dir=cache, cache_key=key)
+  blocks = len(list(passes.captions()))
+  assert len(calls) == (blocks - 1) * per_block  # the first block was kept
+  np.testing.assert_array_equal(resumed, whole)
+  assert not cache.exists()

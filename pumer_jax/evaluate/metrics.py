@@ -2,18 +2,17 @@
 
 `batch_metric_sums` runs inside the jitted eval step (sums over a padded
 batch's valid examples); retrieval's recall needs the full caption x image
-score matrix, which `retrieval_scores` fills and `recall_at_k` reads.
+score matrix, which `retrieval.retrieval_scores` fills and `recall_at_k`
+reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from pumer_jax.train import sharding
 
 METRIC_NAMES = {"vqa": "vqa_score", "ve": "accuracy", "nlvr2": "accuracy",
                 "retrieval": "ir_r@1"}
@@ -59,44 +58,3 @@ def recall_at_k(scores: np.ndarray, image_of_caption: np.ndarray,
                   for i in range(num_images)])
     out[f"ir_r@{k}"], out[f"tr_r@{k}"] = float(ir), float(tr)
   return out
-
-
-def retrieval_scores(
-    forward: Callable, params: Any,
-    make_captions: Callable[[], Iterable[dict[str, np.ndarray]]],
-    make_images: Callable[[], Iterable[dict[str, np.ndarray]]],
-    mesh,
-) -> tuple[np.ndarray, np.ndarray]:
-  """ITM scores of every (image, caption) pair: [images, captions].
-
-  Each caption batch is crossed with each image batch (Bc x Bi pairs per
-  forward), as ViLT's retrieval evaluation. Returns the score matrix and
-  the image index of each caption.
-  """
-  captions = list(make_captions())
-  images = list(make_images())
-  num_images = 1 + max(int(i) for b in images
-                       for i, v in zip(b["image_index"], b["valid"]) if v)
-  num_captions = 1 + max(int(c) for b in captions
-                         for c, v in zip(b["caption_index"], b["valid"]) if v)
-  scores = np.full((num_images, num_captions), -np.inf, np.float32)
-  image_of_caption = np.full((num_captions,), -1, np.int64)
-  text_keys = ("input_ids", "attention_mask", "token_type_ids")
-  for cb in captions:
-    real_c = np.asarray(cb["valid"], bool)
-    image_of_caption[cb["caption_index"][real_c]] = cb["image_index"][real_c]
-    for ib in images:
-      bc, bi = len(cb["valid"]), len(ib["valid"])
-      pairs = {k: np.repeat(cb[k], bi, axis=0) for k in text_keys if k in cb}
-      pairs["pixel_values"] = np.tile(
-          ib["pixel_values"], (bc,) + (1,) * (ib["pixel_values"].ndim - 1))
-      logits = np.asarray(forward(params, sharding.put_batch(pairs, mesh))[
-          "logits"])[:, 0].reshape(bc, bi)  # [captions, images]
-      real_i = np.asarray(ib["valid"], bool)
-      rows = ib["image_index"][real_i]
-      cols = cb["caption_index"][real_c]
-      scores[np.ix_(rows, cols)] = logits[np.ix_(real_c, real_i)].T
-  if np.isneginf(scores).any() or (image_of_caption < 0).any():
-    raise ValueError("the retrieval split left some (image, caption) pairs "
-                     "unscored; its image/caption indices are not dense.")
-  return scores, image_of_caption

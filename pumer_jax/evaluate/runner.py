@@ -26,8 +26,8 @@ from pumer_jax.evaluate.metrics import (
     METRIC_NAMES,
     batch_metric_sums,
     recall_at_k,
-    retrieval_scores,
 )
+from pumer_jax.evaluate.retrieval import retrieval_scores
 from pumer_jax.evaluate import vqa_results
 from pumer_jax.evaluate.report import format_table, write_report
 from pumer_jax.evaluate.score import forward
@@ -96,6 +96,7 @@ def evaluate(
     make_batches: Callable[[], Iterable[dict[str, np.ndarray]]],
     methods: list[str],
     answer_vocab: list[str] | None = None,
+    cache_dir: str | pathlib.Path | None = None,
 ) -> dict[str, Any]:
   """Evaluates the model in `model_dir` under each reducer in `methods`.
 
@@ -105,7 +106,9 @@ def evaluate(
   the headline value is IR R@1, with IR/TR R@1/5/10 beside it. For VQA
   with `answer_vocab`, each result also holds `answers`: the server's
   records (`vqa_results`); on a split without answers (VQA v2 test,
-  test_dev) `value` is None.
+  test_dev) `value` is None. With `cache_dir`, retrieval keeps its
+  finished score blocks there (`retrieval_{method}/`), so a killed run
+  resumes.
   """
   base_model, variables = saved.load_model(model_dir)
   trained = base_model.config.reduce
@@ -147,7 +150,12 @@ def evaluate(
       if task == "retrieval":
         scores, image_of_caption = retrieval_scores(
             forward(model), params, make_batches.captions,
-            make_batches.images, mesh)
+            make_batches.images, mesh,
+            cache_dir=(None if cache_dir is None
+                       else pathlib.Path(cache_dir) / f"retrieval_{name}"),
+            cache_key=dict(model_dir=str(model_dir), method=name,
+                           reduce=reduce.to_dict()),
+            progress=config.get("progress", False))
         extra = recall_at_k(scores, image_of_caption)
         total, count = extra["ir_r@1"], 1.0
       fwd = forward(model)
@@ -190,7 +198,8 @@ def main(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
            if config.task == "vqa" else None)
   report = evaluate(model_dir, config,
                     loaders.eval_batches(config, config.eval.split),
-                    methods, answer_vocab=vocab)
+                    methods, answer_vocab=vocab,
+                    cache_dir=workdir / f"partial_{config.eval.split}")
   split = config.eval.split
   report["split"] = split
   print(format_table(report))
