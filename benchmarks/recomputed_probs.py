@@ -15,7 +15,6 @@ compiled temporaries. The faster path per backend is what
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import statistics
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pumer_jax.bench.measure import compiled_temp_bytes, time_jitted
+from pumer_jax.bench.report import write_result
 from pumer_jax.models.vilt import ViltConfig, ViltLayer
 
 PATHS = {"explicit": dict(fused=False, prob_rows=None),
@@ -111,13 +111,7 @@ def main(argv=None) -> dict:
             f"{difference['output']:.2e}, text->image probabilities "
             f"{difference['text_to_image']:.2e}. Faster here: "
             f"{result['faster']}."]
-  text = "\n".join(lines) + "\n"
-  print(text)
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
-  stem = f"recomputed_probs_{device.platform}_{args.dtype}"
-  (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-  (out / f"{stem}.md").write_text(text)
+  write_result(args.out, f"recomputed_probs_{device.platform}_{args.dtype}", result, lines)
   return result
 
 

@@ -25,11 +25,11 @@ import re
 import tempfile
 
 import jax
-import jax.numpy as jnp
 
 from pumer_jax import xla_cpu
 from pumer_jax.bench import presets as presets_lib
 from pumer_jax.bench.programs import ParamStore, _example_inputs, compile_forward
+from pumer_jax.bench.report import write_result
 from pumer_jax.reduce.scopes import PARTS
 
 _INSTRUCTION = re.compile(
@@ -124,13 +124,7 @@ def main(argv=None) -> dict:
     lines.append(f"| {r['method']} | {r['layer']} | {r['layer_us'] / 1e3:.2f} | "
                  + " | ".join(f"{100 * r['shares'].get(h, 0):.1f}%"
                               for h in header) + " |")
-  text = "\n".join(lines) + "\n"
-  print(text)
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
-  stem = f"time_breakdown_{args.preset}_{device.platform}"
-  (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-  (out / f"{stem}.md").write_text(text)
+  write_result(args.out, f"time_breakdown_{args.preset}_{device.platform}", result, lines)
   return result
 
 

@@ -9,12 +9,11 @@ from pumer_jax.data.loaders import RetrievalBatches
 from pumer_jax.bench import pareto
 from pumer_jax.evaluate import metrics, retrieval, runner
 from pumer_jax.evaluate import report as report_lib
-from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.train import finetune, optim, sharding
 from pumer_jax.train.state import TrainState
 from pumer_jax.train.step import make_train_step
-from train_fixtures import init_model, random_batch, tiny_config
+from train_fixtures import init_model, random_batch, save_tiny_model, tiny_config
 
 
 def test_vqa_score_and_accuracy_by_hand():
@@ -60,10 +59,7 @@ def padded_batches(num_examples=19, batch_size=8):
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-  model, params = init_model(tiny_config())
-  directory = tmp_path_factory.mktemp("model")
-  saved.save_model(directory, model.config, params, overwrite=True)
-  return directory, model, params
+  return save_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def test_evaluate_counts_each_example_once_per_method(saved_model, tmp_path):
@@ -138,7 +134,8 @@ def retrieval_passes(num_images=3, per_image=2, image_batch=2, caption_batch=4):
                                    lambda: iter(images)), pixels, ids
 
 
-def test_retrieval_scores_every_pair(saved_model):
+def _retrieval_forward(saved_model):
+  """The saved model with a fixed rank head: (jitted forward, params)."""
   _, model, params = saved_model
   retrieval_model = type(model)(model.config.replace(head="retrieval",
                                                      num_labels=1))
@@ -146,9 +143,13 @@ def test_retrieval_scores_every_pair(saved_model):
   p.pop("classifier")
   p["rank"] = {"rank_output": {"kernel": jnp.ones((32, 1)) * 0.1,
                                "bias": jnp.zeros((1,))}}
+  return jax.jit(lambda p, b: retrieval_model.apply(
+      {"params": p}, **model_inputs(b))), p
+
+
+def test_retrieval_scores_every_pair(saved_model):
+  forward, p = _retrieval_forward(saved_model)
   passes, pixels, ids = retrieval_passes()
-  forward = jax.jit(lambda p, b: retrieval_model.apply(
-      {"params": p}, **model_inputs(b)))
   mesh = sharding.make_mesh(1, 1)
   scores, image_of_caption = retrieval.retrieval_scores(
       forward, p, passes.captions, passes.images, mesh)
@@ -181,16 +182,8 @@ def test_retrieval_training_step_uses_negatives():
 
 
 def test_retrieval_resumes_where_a_killed_run_stopped(saved_model, tmp_path):
-  _, model, params = saved_model
-  retrieval_model = type(model)(model.config.replace(head="retrieval",
-                                                     num_labels=1))
-  p = dict(params)
-  p.pop("classifier")
-  p["rank"] = {"rank_output": {"kernel": jnp.ones((32, 1)) * 0.1,
-                               "bias": jnp.zeros((1,))}}
+  forward, p = _retrieval_forward(saved_model)
   passes, _, _ = retrieval_passes()
-  forward = jax.jit(lambda p, b: retrieval_model.apply(
-      {"params": p}, **model_inputs(b)))
   mesh = sharding.make_mesh(1, 1)
   whole, _ = retrieval.retrieval_scores(forward, p, passes.captions,
                                         passes.images, mesh)

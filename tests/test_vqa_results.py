@@ -8,10 +8,9 @@ import pytest
 from pumer_jax.evaluate import report as report_lib
 from pumer_jax.evaluate import runner
 from pumer_jax.evaluate.vqa_results import AnswerCollector
-from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
 
-from train_fixtures import init_model, random_batch, tiny_config
+from train_fixtures import random_batch, save_tiny_model, tiny_config
 
 VOCAB = ["yes", "no", "2", "red", "left"]  # the tiny model's 5 labels
 
@@ -45,10 +44,7 @@ def _batches(labelled=True, num_examples=19, batch_size=8):
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-  model, params = init_model(tiny_config())
-  directory = tmp_path_factory.mktemp("model")
-  saved.save_model(directory, model.config, params, overwrite=True)
-  return directory, model, params
+  return save_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def test_eval_answers_every_question_once_with_the_models_argmax(saved_model):

@@ -94,6 +94,14 @@ def init_model(config):
   return model, flax.linen.meta.unbox(variables)["params"]
 
 
+def save_tiny_model(directory):
+  """A tiny_config() model saved in `directory`: (directory, model, params)."""
+  from pumer_jax.models import saved
+  model, params = init_model(tiny_config())
+  saved.save_model(directory, model.config, params, overwrite=True)
+  return directory, model, params
+
+
 def shapes_config(data_dir, steps):
   """configs/vilt_shapes.py:runlocal for `steps` steps at a constant
   learning rate, reading (or generating) its data under `data_dir`."""

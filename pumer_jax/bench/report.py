@@ -144,3 +144,14 @@ def write_json(path: pathlib.Path, data: dict[str, Any]) -> pathlib.Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(data, indent=2) + "\n")
   return path
+
+
+def write_result(out_dir: str | pathlib.Path, stem: str, result: dict[str, Any],
+                 lines: list[str]) -> pathlib.Path:
+  """A benchmark script's output: prints the markdown `lines` and writes
+  them as `{stem}.md` beside `{stem}.json`; returns the JSON's path."""
+  text = "\n".join(lines) + "\n"
+  print(text)
+  path = write_json(pathlib.Path(out_dir) / f"{stem}.json", result)
+  path.with_suffix(".md").write_text(text)
+  return path
