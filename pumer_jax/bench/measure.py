@@ -71,23 +71,32 @@ def compiled_flops(compiled) -> float | None:
   return float(cost["flops"])
 
 
+def _memory_analysis(compiled):
+  """`compiled.memory_analysis()`, or None where the backend lacks it."""
+  try:
+    return compiled.memory_analysis()
+  except Exception:  # some backends do not implement it
+    return None
+
+
 def compiled_temp_bytes(compiled) -> int | None:
   """The compiled program's temporary buffers: its activations, on every
   backend, without running it (None where memory_analysis is missing)."""
-  try:
-    stats = compiled.memory_analysis()
-  except Exception:
-    return None
+  stats = _memory_analysis(compiled)
   return None if stats is None else int(stats.temp_size_in_bytes)
+
+
+def compiled_output_bytes(compiled) -> int | None:
+  """The compiled program's output buffers (None where memory_analysis is
+  missing)."""
+  stats = _memory_analysis(compiled)
+  return None if stats is None else int(stats.output_size_in_bytes)
 
 
 def compiled_memory(compiled) -> int | None:
   """Backend-independent memory estimate: temp + argument + output bytes of
   the compiled program (aliased bytes counted once)."""
-  try:
-    stats = compiled.memory_analysis()
-  except Exception:
-    return None
+  stats = _memory_analysis(compiled)
   if stats is None:
     return None
   return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes

@@ -111,6 +111,12 @@ class ParamStore:
             backbone: {**self._base[backbone], **self._extra[reduce]}}
 
 
+def head_output(out: dict[str, Any]) -> jax.Array:
+  """What a benchmarked forward returns: the head's logits, or the pooled
+  features of a model without a head."""
+  return out["logits"] if "logits" in out else out["pooled"]
+
+
 def compile_forward(model: ModelConfig, reduce: ReduceConfig, params: Any,
                     inputs: Sequence[jax.Array | jax.ShapeDtypeStruct], *,
                     debug_checks: bool = False):
@@ -128,7 +134,7 @@ def compile_forward(model: ModelConfig, reduce: ReduceConfig, params: Any,
                      attention_mask=attention_mask,
                      pixel_values=pixel_values, train=False,
                      debug_checks=debug_checks)
-    return out["logits"] if "logits" in out else out["pooled"]
+    return head_output(out)
 
   if debug_checks:
     forward = checkify.checkify(forward, errors=checkify.user_checks)

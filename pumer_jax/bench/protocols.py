@@ -36,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from pumer_jax.bench.measure import compiled_output_bytes
 from pumer_jax.bench.presets import ModelConfig
+from pumer_jax.bench.programs import head_output
 from pumer_jax.models import ARCHITECTURES, ReduceConfig, architecture_of
 
 # The train step's optimiser: AdamW at a fine-tuning rate (its cost, not
@@ -49,10 +51,6 @@ def _module(model: ModelConfig, reduce: ReduceConfig):
       model.replace(reduce=reduce))
 
 
-def _logits(out: dict[str, Any]) -> jax.Array:
-  return out["logits"] if "logits" in out else out["pooled"]
-
-
 def compile_autograd_forward(model: ModelConfig, reduce: ReduceConfig,
                              params: Any, inputs: Sequence[Any]):
   """The eval-mode forward that keeps its backward's residuals, compiled
@@ -62,7 +60,7 @@ def compile_autograd_forward(model: ModelConfig, reduce: ReduceConfig,
   def forward_keeping_residuals(params, input_ids, attention_mask,
                                 pixel_values):
     def forward(p):
-      return _logits(vilt.apply({"params": p}, input_ids=input_ids,
+      return head_output(vilt.apply({"params": p}, input_ids=input_ids,
                                 attention_mask=attention_mask,
                                 pixel_values=pixel_values, train=False))
 
@@ -80,15 +78,7 @@ def compile_autograd_forward(model: ModelConfig, reduce: ReduceConfig,
 def residual_bytes(compiled) -> int | None:
   """Bytes of what an autograd forward keeps for its backward (its outputs
   but the logits are negligible beside them)."""
-  stats = _analysis(compiled)
-  return None if stats is None else int(stats.output_size_in_bytes)
-
-
-def _analysis(compiled):
-  try:
-    return compiled.memory_analysis()
-  except Exception:  # some backends do not implement it
-    return None
+  return compiled_output_bytes(compiled)
 
 
 def _train_loss(vilt, reduce: ReduceConfig) -> Callable[..., jax.Array]:
@@ -97,7 +87,7 @@ def _train_loss(vilt, reduce: ReduceConfig) -> Callable[..., jax.Array]:
     out = vilt.apply({"params": params}, input_ids=input_ids,
                      attention_mask=attention_mask, pixel_values=pixel_values,
                      train=True, rngs={"dropout": dropout, "gumbel": gumbel})
-    logits = _logits(out).astype(jnp.float32)
+    logits = head_output(out).astype(jnp.float32)
     total = optax.softmax_cross_entropy_with_integer_labels(
         logits, labels % logits.shape[-1]).mean()
     for weight, value in reduce.loss_terms(

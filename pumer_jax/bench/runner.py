@@ -9,7 +9,6 @@ also as a ratio to the unreduced model measured in the same run. With
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
@@ -19,7 +18,6 @@ from typing import Any
 
 import flax
 import jax
-import jax.numpy as jnp
 from tqdm import tqdm
 
 from pumer_jax.bench.hf_peer import run_hf_peer

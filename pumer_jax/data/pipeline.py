@@ -334,8 +334,8 @@ class ExampleReader:
     if "objects" not in example:
       raise ValueError(
           f"{self._name(record, example)} has no `objects` feature: patch "
-          "targets (data.patch_targets) need object annotations, which only "
-          "shapes_vqa has; set data.patch_targets=False.")
+          "targets (loss.patch_weight > 0) need object annotations, which "
+          "only shapes_vqa has; set loss.patch_weight=0.")
     image = example["image"]  # the objects are in its pixels, before resizing
     size = (Image.open(io.BytesIO(image)).size[1]
             if isinstance(image, (bytes, np.bytes_)) else int(np.shape(image)[0]))

@@ -27,11 +27,10 @@ from pumer_jax.evaluate.metrics import (
     batch_metric_sums,
     recall_at_k,
 )
-from pumer_jax.evaluate.retrieval import retrieval_scores
 from pumer_jax.evaluate import vqa_results
 from pumer_jax.evaluate.report import format_table, write_report
+from pumer_jax.evaluate.retrieval import retrieval_scores
 from pumer_jax.evaluate.score import forward
-from pumer_jax.evaluate.vqa_results import AnswerCollector
 from pumer_jax.models import saved
 from pumer_jax.models.inputs import model_inputs
 from pumer_jax.reduce import ReduceConfig
@@ -75,7 +74,7 @@ def make_eval_step(model, task: str, debug_checks: bool = False):
     out = model.apply({"params": p}, **model_inputs(batch), train=False,
                       debug_checks=debug_checks)
     total, count = batch_metric_sums(task, out, batch)
-    answer = out["logits"].argmax(-1) if "logits" in out else out["tokens"]
+    answer = out["logits"].argmax(-1) if "logits" in out else None
     return total, count, out["tokens"], answer
 
   if not debug_checks:
@@ -127,7 +126,7 @@ def evaluate(
 
       extra = {}
       total, count, tokens = 0.0, 0.0, None
-      collector = (AnswerCollector(answer_vocab)
+      collector = (vqa_results.AnswerCollector(answer_vocab)
                    if task == "vqa" and answer_vocab else None)
       answered = False  # any valid question with an annotated answer
       for batch in (make_batches() if task != "retrieval"

@@ -31,10 +31,10 @@ from pumer_jax.models.layers import (
 )
 from pumer_jax.models.positions import sincos2d_init
 from pumer_jax.models.reducer_step import (
-    single_stream_rows,
     Reducer,
     check_length,
     reducer_params,
+    single_stream_rows,
     single_stream_view,
 )
 from pumer_jax.models.resize import align_corners_resize
@@ -328,15 +328,15 @@ class Vilt(nn.Module):
     if c.patch_classes and self.is_initializing():
       # Its parameters exist whatever the reducer did to layer `patch_head_layer`.
       self.patch_head(jnp.zeros((1, 1, c.hidden_size), DTYPES[c.dtype]))
-    patches = output_patch_logits
     num_images, inputs = backbone_passes(c, input_ids, pixel_values,
                                          attention_mask, token_type_ids,
                                          debug_checks=debug_checks)
     out = self.vilt(**inputs, train=train,
-                    output_hidden_states=output_hidden_states or patches,
+                    output_hidden_states=(output_hidden_states
+                                          or output_patch_logits),
                     output_attentions=output_attentions,
                     track_source=track_source, gates=gates)
-    if patches:
+    if output_patch_logits:
       out["patch_logits"] = self._patch_logits(out, input_ids.shape[1])
       if not output_hidden_states:
         del out["hidden_states"]

@@ -18,6 +18,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+
 from pumer_jax.reduce.scopes import APPLY, scoped
 
 ScatterForm = Literal["segment_sum", "at_add", "one_hot"]

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from pumer_jax.reduce.assign import Assignment, ScatterForm
-from pumer_jax.reduce.tokens import Tokens
 from pumer_jax.reduce.scopes import MATCH, scoped
+from pumer_jax.reduce.tokens import Tokens
 
 # Sentinels for the A->B score matrix. Cosine scores lie in [-1, 1].
 _PAD_PAIR = 1e4  # padding into padding: free, preferred above any real pair

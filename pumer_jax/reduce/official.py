@@ -26,8 +26,8 @@ import jax.numpy as jnp
 
 from pumer_jax.reduce.assign import ScatterForm, gather_tokens
 from pumer_jax.reduce.merge import bipartite_matching, merge_cap
-from pumer_jax.reduce.tokens import Tokens
 from pumer_jax.reduce.scopes import APPLY, MATCH, SCORE, scoped
+from pumer_jax.reduce.tokens import Tokens
 
 SCORE_HEADS = ("mean", "first")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pumer_jax.reduce.tokens import Tokens
 from pumer_jax.reduce.scopes import MATCH, SCORE, scoped
+from pumer_jax.reduce.tokens import Tokens
 
 # Score given to a protected slot (the CLS token): above any attention mass.
 _PROTECTED_SCORE = jnp.inf

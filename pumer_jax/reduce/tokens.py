@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
 from pumer_jax.reduce.scopes import APPLY, scoped
 
 
