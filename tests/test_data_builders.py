@@ -122,7 +122,7 @@ def test_vqa_answer_vocab_is_built_from_train_and_saved_beside_the_data(vqa_manu
   builder = _prepare(vqa_v2.VqaV2, tmp_path, root)
   # Majority answers, normalised: "red" (8 + "Red." 2), "2" ("two"), "no"; one vote each.
   assert answers.load_or_build_answer_vocab(builder) == ["2", "no", "red"]
-  saved = tmp_path / "vqa_v2" / "default" / "1.0.0" / answers.ANSWER_VOCAB_FILE
+  saved = tmp_path / "vqa_v2" / "default" / "2.0.0" / answers.ANSWER_VOCAB_FILE
   assert json.loads(saved.read_text()) == ["2", "no", "red"]
   with pytest.raises(ValueError, match="expected at most 2"):
     answers.load_or_build_answer_vocab(builder, num_answers=2)

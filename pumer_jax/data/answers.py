@@ -184,7 +184,9 @@ def load_or_build_answer_vocab(builder, split: str = "train",
   skip_images = {name: tfds.decode.SkipDecoding()
                  for name, feature in builder.info.features.items()
                  if isinstance(feature, tfds.features.Image)}
-  source = builder.as_data_source(split=split, decoders=skip_images)
+  # The text alone where the images are joined from a table (not read here).
+  text_source = getattr(builder, "as_text_source", builder.as_data_source)
+  source = text_source(split=split, decoders=skip_images)
   answer_lists = ([_text(a) for a in source[i]["answers"]] for i in range(len(source)))
   vocab = build_answer_vocab(answer_lists, num_answers)
   save_answer_vocab(vocab, path)

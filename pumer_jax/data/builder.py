@@ -13,11 +13,15 @@ and where to get it, instead of a bare traceback from deep inside TFDS.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from etils import epath
 import tensorflow_datasets as tfds
+
+from pumer_jax.data import image_table
 
 
 class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -94,3 +98,75 @@ def find_file(root: epath.Path, candidates: Sequence[str], *, dataset: str,
   raise FileNotFoundError(
       f"{dataset}: expected the official file at one of: {tried}; none exists. "
       f"Download it from {source}.")
+
+
+class ImageTableBuilder(ArrayRecordBuilder, skip_registration=True):
+  """A builder whose records name their images, stored once in image tables.
+
+  `IMAGE_FIELDS` maps each image field ("image", an Image feature of the
+  builder) to the record field holding its key ("image_id"). The records
+  keep the image feature, empty on disk, so `info.features` still lists
+  every documented field; `_split_generators` calls `write_image_tables`
+  before yielding the records, and `as_data_source` fills each image in from
+  its table (`data/image_table.py`): decoded, or the encoded bytes under
+  `tfds.decode.SkipDecoding()`, as TFDS itself would give them.
+  """
+
+  IMAGE_FIELDS: dict[str, str] = {}
+
+  def write_image_tables(self, tables: Mapping[str, Mapping[str, epath.Path]],
+                         splits: Mapping[str, str]) -> None:
+    """Writes each table's `{key: path}` files (rows sorted by key) and the
+    split -> table manifest into the dataset being prepared."""
+    for table, files in tables.items():
+      image_table.write_table(self.data_dir, table, sorted(files.items()))
+    image_table.write_manifest(self.data_dir, splits, self.IMAGE_FIELDS)
+
+  def as_text_source(self, split: Any = None, **kwargs) -> Any:
+    """The records without their images (what building a vocabulary reads)."""
+    return super().as_data_source(split, **kwargs)
+
+  def as_data_source(self, split: Any = None, *, decoders: Any = None,
+                     **kwargs) -> Any:
+    """TFDS's `as_data_source`, each record with its images from the tables."""
+    stored = dict(decoders or {}, **{
+        field: tfds.decode.SkipDecoding() for field in self.IMAGE_FIELDS})
+    sources = super().as_data_source(split, decoders=stored, **kwargs)
+    images = {field: self.info.features[field] for field in self.IMAGE_FIELDS}
+    return image_table.joined(sources, split, self.data_dir, images, decoders)
+
+
+def skip_image_decoders(builder: tfds.core.DatasetBuilder
+                        ) -> dict[str, tfds.decode.SkipDecoding]:
+  """SkipDecoding for every Image feature: records then carry encoded bytes."""
+  return {name: tfds.decode.SkipDecoding()
+          for name, feature in builder.info.features.items()
+          if isinstance(feature, tfds.features.Image)}
+
+
+def read_json(path: epath.Path, *, dataset: str, source: str) -> Any:
+  """The parsed JSON file, or ValueError naming it (truncated downloads)."""
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(
+        f"{dataset}: {os.fspath(path)} is not valid JSON ({e.msg} at line "
+        f"{e.lineno}, column {e.colno}); the file may be truncated: download "
+        f"it again from {source}.") from e
+
+
+def read_json_lines(path: epath.Path, *, dataset: str, source: str
+                    ) -> Iterator[tuple[int, Any]]:
+  """(line number, parsed row) per non-empty line, or ValueError naming the
+  file and line."""
+  with path.open() as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        yield line_number, json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{dataset}: {os.fspath(path)}:{line_number} is not valid JSON "
+            f"({e.msg}); the file may be truncated: download it again from "
+            f"{source}.") from e

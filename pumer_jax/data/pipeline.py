@@ -40,6 +40,7 @@ import tensorflow_datasets as tfds
 import tokenizers as hf_tokenizers
 
 from pumer_jax.data import answers, shapes_patches
+from pumer_jax.data.builder import skip_image_decoders
 from pumer_jax.data.flickr30k import CAPTIONS_PER_IMAGE
 
 Task = Literal["vqa", "ve", "nlvr2", "retrieval", "retrieval_images", "retrieval_captions"]
@@ -66,9 +67,7 @@ def data_source(builder_or_source: Any, split: str) -> Sequence[Mapping[str, Any
       `tfds.data_source(...)`, or one split's data source (`split` unused).
   """
   if isinstance(builder_or_source, tfds.core.DatasetBuilder):
-    skip = {name: tfds.decode.SkipDecoding()
-            for name, feature in builder_or_source.info.features.items()
-            if isinstance(feature, tfds.features.Image)}
+    skip = skip_image_decoders(builder_or_source)
     return builder_or_source.as_data_source(split=split, decoders=skip)
   if isinstance(builder_or_source, Mapping):
     return builder_or_source[split]

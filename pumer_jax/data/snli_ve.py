@@ -5,11 +5,13 @@ Flickr30K_ID), `image` (JPEG bytes), `premise` (the SNLI caption,
 sentence1), `hypothesis` (sentence2), and `label` in
 entailment/neutral/contradiction. Lines without a gold label ("-", no
 annotator consensus) are skipped, as in the official release's statistics.
+
+Each Flickr30k image is stored once, in one image table for all splits, and
+joined to its hypotheses when read (`data/image_table.py`); version 1.0.0
+copied the JPEG into each of its ~17 hypotheses.
 """
 
 from __future__ import annotations
-
-import json
 
 from etils import epath
 import tensorflow_datasets as tfds
@@ -32,11 +34,13 @@ MANUAL_DOWNLOAD_INSTRUCTIONS = (
     + " or ".join(f"{d}/<Flickr30K_ID>.jpg" for d in IMAGE_DIRS) + ".")
 
 
-class SnliVe(builder.ArrayRecordBuilder):
+class SnliVe(builder.ImageTableBuilder):
   """SNLI-VE hypotheses about Flickr30k images, with 3-way entailment labels."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "2.0.0": "Each image stored once, in an image table."}
+  IMAGE_FIELDS = {"image": "image_id"}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -46,6 +50,7 @@ class SnliVe(builder.ArrayRecordBuilder):
         features=tfds.features.FeaturesDict({
             "pair_id": tfds.features.Text(),
             "image_id": tfds.features.Text(),
+            # Stored once per image in the image table (empty in the record).
             "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
             "premise": tfds.features.Text(),
             "hypothesis": tfds.features.Text(),
@@ -58,27 +63,40 @@ class SnliVe(builder.ArrayRecordBuilder):
     root = builder.manual_dir(dl_manager)
     files = {split: builder.require_file(root / name, dataset="snli_ve", source=SOURCE)
              for split, name in _SPLIT_FILES.items()}
-    return {split: self._generate_examples(root, path) for split, path in files.items()}
-
-  def _generate_examples(self, root: epath.Path, path: epath.Path):
-    with path.open() as f:
-      for line_number, line in enumerate(f, start=1):
-        if not line.strip():
-          continue
-        row = json.loads(line)
-        label = row["gold_label"]
-        if label == "-":
-          continue
-        if label not in LABELS:
-          raise ValueError(f"{path}:{line_number}: gold_label {label!r} is not one of {LABELS}.")
+    # Read and check every line and image before writing anything.
+    rows = {split: list(_rows(path)) for split, path in files.items()}
+    images: dict[str, epath.Path] = {}
+    for split_rows in rows.values():
+      for _, row in split_rows:
         image_id = str(row["Flickr30K_ID"])
-        image = builder.find_file(root, [f"{d}/{image_id}.jpg" for d in IMAGE_DIRS],
-                                  dataset="snli_ve", source=IMAGES_SOURCE)
-        yield row["pairID"], {
-            "pair_id": row["pairID"],
-            "image_id": image_id,
-            "image": image.read_bytes(),
-            "premise": row["sentence1"],
-            "hypothesis": row["sentence2"],
-            "label": label,
-        }
+        if image_id not in images:
+          images[image_id] = builder.find_file(
+              root, [f"{d}/{image_id}.jpg" for d in IMAGE_DIRS],
+              dataset="snli_ve", source=IMAGES_SOURCE)
+    self.write_image_tables({"flickr30k": images},
+                            {split: "flickr30k" for split in files})
+    return {split: self._generate_examples(split_rows)
+            for split, split_rows in rows.items()}
+
+  def _generate_examples(self, rows: list[tuple[str, dict]]):
+    for _, row in rows:
+      yield row["pairID"], {
+          "pair_id": row["pairID"],
+          "image_id": str(row["Flickr30K_ID"]),
+          "image": b"",  # joined from the image table when read
+          "premise": row["sentence1"],
+          "hypothesis": row["sentence2"],
+          "label": row["gold_label"],
+      }
+
+
+def _rows(path: epath.Path):
+  """(where, row) for each labelled line; "-" (no consensus) skipped."""
+  for line_number, row in builder.read_json_lines(path, dataset="snli_ve",
+                                                  source=SOURCE):
+    label = row["gold_label"]
+    if label == "-":
+      continue
+    if label not in LABELS:
+      raise ValueError(f"{path}:{line_number}: gold_label {label!r} is not one of {LABELS}.")
+    yield f"{path}:{line_number}", row

@@ -5,14 +5,15 @@ bytes as released), `question`, `answers` (the ten human answers, raw; empty
 for the test splits). The answer vocabulary and soft scores are computed by
 the pipeline (`answers.load_or_build_answer_vocab`), not stored here.
 
-Each example carries its own copy of the image bytes, so the prepared train
-split is about as large as the COCO images times the ~5 questions per image.
+Each COCO image is stored once, in an image table per image set (train2014,
+val2014, test2015: test and test-dev share theirs), and joined to its
+questions when read (`data/image_table.py`); version 1.0.0 copied the JPEG
+into each of its ~5.4 questions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from etils import epath
 import numpy as np
@@ -59,11 +60,13 @@ class VqaV2Config(tfds.core.BuilderConfig):
   splits: tuple[str, ...] = ("train", "validation")
 
 
-class VqaV2(builder.ArrayRecordBuilder):
+class VqaV2(builder.ImageTableBuilder):
   """VQA v2 questions with their ten human answers and COCO images."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "2.0.0": "Each image stored once, in an image table."}
+  IMAGE_FIELDS = {"image": "image_id"}
   BUILDER_CONFIGS = [
       VqaV2Config(name="default", description="train and validation."),
       VqaV2Config(name="with_test", description="train, validation, test and test_dev.",
@@ -78,6 +81,7 @@ class VqaV2(builder.ArrayRecordBuilder):
         features=tfds.features.FeaturesDict({
             "question_id": np.int64,
             "image_id": np.int64,
+            # Stored once per image in the image tables (empty in the record).
             "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
             "question": tfds.features.Text(),
             "answers": tfds.features.Sequence(tfds.features.Text()),
@@ -86,38 +90,72 @@ class VqaV2(builder.ArrayRecordBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    splits = self.builder_config.splits
     root = builder.manual_dir(dl_manager)
-    generators = {}
-    for split in splits:
+    read = dict(dataset="vqa_v2", source=SOURCE)
+    splits, tables, generators = {}, {}, {}
+    # Read and check every file before writing anything: fail in seconds,
+    # not hours.
+    for split in self.builder_config.splits:
       questions_name, annotations_name, image_set = _SPLIT_FILES[split]
-      # Check the json files before generating anything: fail in seconds, not hours.
-      questions = builder.require_file(root / questions_name, dataset="vqa_v2", source=SOURCE)
-      annotations = None
+      questions_file = builder.require_file(root / questions_name, **read)
+      questions = _questions(questions_file)
+      answers: dict[int, list[str]] | None = None
       if annotations_name is not None:
-        annotations = builder.require_file(root / annotations_name, dataset="vqa_v2",
-                                           source=SOURCE)
-      generators[split] = self._generate_examples(root, questions, annotations, image_set)
+        annotations_file = builder.require_file(root / annotations_name, **read)
+        answers = _answers(annotations_file)
+        missing = [q["question_id"] for q in questions
+                   if q["question_id"] not in answers]
+        if missing:
+          raise ValueError(f"{annotations_file} has no annotation for question "
+                           f"{missing[0]} of {questions_file} ({len(missing)} "
+                           "questions unannotated).")
+      files = tables.setdefault(image_set, {})
+      for q in questions:
+        key = str(q["image_id"])
+        if key not in files:
+          files[key] = _image_file(root, image_set, q, questions_file)
+      splits[split] = image_set
+      generators[split] = self._generate_examples(questions, answers)
+    self.write_image_tables(tables, splits)
     return generators
 
-  def _generate_examples(self, root: epath.Path, questions_file: epath.Path,
-                         annotations_file: epath.Path | None, image_set: str):
-    questions = json.loads(questions_file.read_text())["questions"]
-    answers: dict[int, list[str]] = {}
-    if annotations_file is not None:
-      for a in json.loads(annotations_file.read_text())["annotations"]:
-        answers[a["question_id"]] = [h["answer"] for h in a["answers"]]
+  def _generate_examples(self, questions: list[dict],
+                         answers: dict[int, list[str]] | None):
     for q in questions:
-      question_id, image_id = q["question_id"], q["image_id"]
-      if annotations_file is not None and question_id not in answers:
-        raise ValueError(f"{annotations_file} has no annotation for question {question_id} "
-                         f"of {questions_file}.")
-      path = builder.require_file(image_path(root, image_set, image_id), dataset="vqa_v2",
-                                  source=SOURCE)
+      question_id = q["question_id"]
       yield question_id, {
           "question_id": question_id,
-          "image_id": image_id,
-          "image": path.read_bytes(),
+          "image_id": q["image_id"],
+          "image": b"",  # joined from the image table when read
           "question": q["question"],
-          "answers": answers.get(question_id, []),
+          "answers": [] if answers is None else answers[question_id],
       }
+
+
+def _questions(path: epath.Path) -> list[dict]:
+  data = builder.read_json(path, dataset="vqa_v2", source=SOURCE)
+  if "questions" not in data:
+    raise ValueError(f"vqa_v2: {path} has no 'questions' list: is it the "
+                     f"official questions file from {SOURCE}?")
+  return data["questions"]
+
+
+def _answers(path: epath.Path) -> dict[int, list[str]]:
+  data = builder.read_json(path, dataset="vqa_v2", source=SOURCE)
+  if "annotations" not in data:
+    raise ValueError(f"vqa_v2: {path} has no 'annotations' list: is it the "
+                     f"official annotations file from {SOURCE}?")
+  return {a["question_id"]: [h["answer"] for h in a["answers"]]
+          for a in data["annotations"]}
+
+
+def _image_file(root: epath.Path, image_set: str, question: dict,
+                questions_file: epath.Path) -> epath.Path:
+  path = image_path(root, image_set, question["image_id"])
+  if not path.exists():
+    raise FileNotFoundError(
+        f"vqa_v2: question {question['question_id']} of {questions_file.name} "
+        f"is about image {question['image_id']}, whose official file {path} "
+        f"does not exist. Place the COCO {image_set} images (from {SOURCE}) "
+        "there under their official names.")
+  return path

@@ -1,0 +1,187 @@
+"""Each image stored once: an image table beside a dataset's text records.
+
+VQA v2 asks about 5.4 questions per COCO image, SNLI-VE about 17 hypotheses
+per Flickr30k image, and NLVR2 reuses each image across sentences: a record
+per question that carries its image stores each JPEG five to seventeen
+times. Here a builder's records hold only the image's key (VQA's
+`image_id`, ...); the encoded files, as released, sit once each in an
+image table (one array_record file per image set, one raw file per record)
+in the prepared dataset's own directory, with the list of keys in row order.
+`as_data_source` joins the two by random access, so a reader still sees one
+record per question with its `image` (as TFDS would give it: decoded, or
+bytes under `tfds.decode.SkipDecoding()`), and shuffling stays over
+questions.
+
+Files, in the dataset's version directory (moved there with the rest of the
+preparation, so an interrupted one leaves nothing half-written):
+  images-{table}.array_record   the encoded images, one per record
+  images-{table}.keys.json      ["<key of row 0>", "<key of row 1>", ...]
+  image_tables.json             {"splits": {split: table}, "fields": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from array_record.python import array_record_data_source, array_record_module
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+MANIFEST = "image_tables.json"
+
+
+def table_path(directory: epath.PathLike, table: str) -> epath.Path:
+  return epath.Path(directory) / f"images-{table}.array_record"
+
+
+def keys_path(directory: epath.PathLike, table: str) -> epath.Path:
+  return epath.Path(directory) / f"images-{table}.keys.json"
+
+
+def write_table(directory: epath.PathLike, table: str,
+                files: Iterable[tuple[str, epath.Path]]) -> int:
+  """Writes the `(key, path)` files' bytes as table `table`; returns bytes.
+
+  Keys must be unique: an image named twice is a bug in the caller (it is
+  the duplication this module exists to remove).
+  """
+  keys: list[str] = []
+  seen: set[str] = set()
+  written = 0
+  writer = array_record_module.ArrayRecordWriter(
+      os.fspath(table_path(directory, table)), "group_size:1")
+  try:
+    for key, path in files:
+      if key in seen:
+        raise ValueError(f"image table {table!r}: key {key!r} given twice.")
+      seen.add(key)
+      data = epath.Path(path).read_bytes()
+      writer.write(data)
+      keys.append(key)
+      written += len(data)
+  finally:
+    writer.close()
+  keys_path(directory, table).write_text(json.dumps(keys))
+  return written
+
+
+def write_manifest(directory: epath.PathLike, splits: Mapping[str, str],
+                   fields: Mapping[str, str]) -> None:
+  """Records which table each split reads and each image field's key field."""
+  (epath.Path(directory) / MANIFEST).write_text(json.dumps(
+      {"splits": dict(splits), "fields": dict(fields)}, indent=1))
+
+
+def _base_split(split: str) -> str:
+  """"train[:10%]" -> "train": a sliced split reads its split's table."""
+  return str(split).split("[", 1)[0]
+
+
+class ImageTable:
+  """Random access to one table's images by key (pickles for grain workers)."""
+
+  def __init__(self, directory: epath.PathLike, table: str):
+    self.path = table_path(directory, table)
+    index_file = keys_path(directory, table)
+    if not self.path.exists() or not index_file.exists():
+      raise FileNotFoundError(
+          f"image table {table!r} is missing from {directory} ({self.path.name} "
+          f"or {index_file.name}): the preparation was interrupted or the "
+          "files were removed; delete the dataset's directory and prepare it "
+          "again.")
+    keys = json.loads(index_file.read_text())
+    self.rows = {key: row for row, key in enumerate(keys)}
+    self._source = None
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, key: str) -> bytes:
+    row = self.rows.get(key)
+    if row is None:
+      raise KeyError(f"{self.path.name} has no image {key!r}.")
+    if self._source is None:
+      self._source = array_record_data_source.ArrayRecordDataSource(
+          [os.fspath(self.path)])
+    return self._source[row]
+
+  def __getstate__(self):
+    return dict(self.__dict__, _source=None)
+
+
+class JoinedSource(Sequence):
+  """One split's text records with their images filled in from the tables.
+
+  `fields` maps each image field (e.g. "image") to the record field holding
+  its key ("image_id"); `decode[field]` is a function from encoded bytes to
+  what a reader gets (the TFDS feature's decoder), or None for the bytes.
+  """
+
+  def __init__(self, records: Sequence[Mapping[str, Any]], table: ImageTable,
+               fields: Mapping[str, str], decode: Mapping[str, Any]):
+    self.records = records
+    self.table = table
+    self.fields = dict(fields)
+    self.decode = dict(decode)
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def _join(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for field, key_field in self.fields.items():
+      key = record[key_field]
+      key = key.decode() if isinstance(key, bytes) else str(key)
+      data = self.table[key]
+      decode = self.decode.get(field)
+      out[field] = data if decode is None else decode(data)
+    return out
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return [self[i] for i in range(*index.indices(len(self)))]
+    return self._join(self.records[index])
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    getitems = getattr(self.records, "__getitems__", None)
+    records = (getitems(indices) if getitems is not None
+               else [self.records[i] for i in indices])
+    return [self._join(r) for r in records]
+
+  def __repr__(self) -> str:
+    return (f"JoinedSource({len(self)} records, images from "
+            f"{self.table.path.name})")
+
+
+def joined(sources: Any, split: Any, directory: epath.PathLike,
+           image_features: Mapping[str, tfds.features.Image],
+           decoders: Mapping[str, Any] | None) -> Any:
+  """Wraps `as_data_source`'s result (one source, a list or a dict by split)."""
+  manifest_file = epath.Path(directory) / MANIFEST
+  if not manifest_file.exists():
+    raise FileNotFoundError(
+        f"{manifest_file} is missing: this dataset was prepared without its "
+        "image tables (an older version or an interrupted run); delete "
+        f"{directory} and prepare it again.")
+  manifest = json.loads(manifest_file.read_text())
+  decode = {}
+  for field, feature in image_features.items():
+    skip = isinstance((decoders or {}).get(field), tfds.decode.SkipDecoding)
+    decode[field] = None if skip else feature.decode_example_np
+  tables: dict[str, ImageTable] = {}
+
+  def wrap(source, name):
+    table = manifest["splits"][_base_split(name)]
+    if table not in tables:
+      tables[table] = ImageTable(directory, table)
+    return JoinedSource(source, tables[table], manifest["fields"], decode)
+
+  if isinstance(sources, Mapping):
+    return {name: wrap(s, name) for name, s in sources.items()}
+  if isinstance(split, (list, tuple)):
+    return [wrap(s, name) for s, name in zip(sources, split)]
+  return wrap(sources, split)
