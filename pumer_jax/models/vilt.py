@@ -29,6 +29,7 @@ from pumer_jax.models.layers import (
     gate_row,
     layer_norm,
 )
+from pumer_jax.models.patch_stem import patch_tokens
 from pumer_jax.models.positions import sincos2d_init
 from pumer_jax.models.reducer_step import (
     Reducer,
@@ -81,14 +82,10 @@ class ViltEmbeddings(nn.Module):
     text = TextEmbeddings(c, name="text_embeddings")(
         input_ids, token_type_ids, deterministic)
 
-    patches = nn.Conv(
-        d, (c.patch_size, c.patch_size), strides=(c.patch_size,) * 2,
-        padding="VALID", dtype=dtype,
-        kernel_init=nn.with_logical_partitioning(
-            nn.initializers.normal(c.patch_init_std),
-            (None, None, None, "embed")),
-        name="patch_embeddings",
-    )(pixel_values.astype(dtype))  # [B, h, w, D]
+    patches = patch_tokens(
+        pixel_values.astype(dtype), stem=c.patch_stem,
+        patch_size=c.patch_size, width=d, init_std=c.patch_init_std,
+        dtype=dtype)  # [B, h, w, D]
     batch, h, w, _ = patches.shape
     grid = c.image_size // c.patch_size
     if c.image_position_init == "sincos2d":

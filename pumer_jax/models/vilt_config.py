@@ -11,6 +11,7 @@ from typing import Any
 
 from pumer_jax.models.heads import TASK_HEADS
 from pumer_jax.models.layers import DTYPES, PrunedSizes, pruned_size
+from pumer_jax.models.patch_stem import check_patch_stem
 from pumer_jax.models.positions import check_image_init
 from pumer_jax.reduce import Geometry, ReduceConfig
 
@@ -67,6 +68,10 @@ class ViltConfig:
   image_position_scale: float = 1.0
   # The std of the patch embedding's normal init (0.02: Hugging Face's).
   patch_init_std: float = 0.02
+  # How pixels become patch tokens (`models/patch_stem.py`): "linear" (ViLT's
+  # one stride-patch conv, the only one weight import gives) or "conv" (a
+  # stride-2 conv stem, for models trained from scratch on small data).
+  patch_stem: str = "linear"
   # A pretraining head (0 = none): per image patch, logits over
   # `patch_classes` read off the output of layer `patch_head_layer` (1 = the
   # first layer's), trained by `loss.patch_weight` (shapes_vqa's per-patch
@@ -101,6 +106,7 @@ class ViltConfig:
                        f"{self.num_images} (NLVR2) has two.")
     check_image_init(self.image_position_init, self.image_position_scale,
                      self.patch_init_std, self.hidden_size)
+    check_patch_stem(self.patch_stem, self.patch_size)
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r} must be one of {list(DTYPES)}.")
 
