@@ -217,3 +217,14 @@ def test_bad_official_files_name_the_file_and_the_id(tmp_path):
   keys = json.loads((builder.data_path / "images-flickr30k.keys.json").read_text())
   assert keys == ["5"]  # three splits, one image
   assert image_table.MANIFEST in {p.name for p in builder.data_path.iterdir()}
+
+
+def test_a_damaged_table_names_the_question_and_its_file(vqa, tmp_path):
+  root, _, _ = vqa
+  builder = _prepare(vqa_v2.VqaV2, tmp_path, root)
+  table = builder.data_path / "images-val2014.array_record"
+  table.write_bytes(table.read_bytes()[:1000])  # a copy cut short
+  with pytest.raises(RuntimeError, match=r"could not read split 'validation' record 0 "
+                                         r"in .*vqa_v2-validation.*image '\d+' \(row \d of the image "
+                                         r"table .*images-val2014\.array_record\)"):
+    _batches(builder, "validation", train=False)

@@ -104,10 +104,15 @@ class ImageTable:
     row = self.rows.get(key)
     if row is None:
       raise KeyError(f"{self.path.name} has no image {key!r}.")
-    if self._source is None:
-      self._source = array_record_data_source.ArrayRecordDataSource(
-          [os.fspath(self.path)])
-    return self._source[row]
+    try:
+      if self._source is None:
+        self._source = array_record_data_source.ArrayRecordDataSource(
+            [os.fspath(self.path)])
+      return self._source[row]
+    except RuntimeError as e:  # array_record's error for a damaged file
+      raise RuntimeError(
+          f"image {key!r} (row {row} of the image table {self.path}) could "
+          f"not be read ({str(e)[:200]}); the table is truncated or corrupt") from e
 
   def __getstate__(self):
     return dict(self.__dict__, _source=None)
@@ -130,6 +135,15 @@ class JoinedSource(Sequence):
 
   def __len__(self) -> int:
     return len(self.records)
+
+  # What names a record's file in error messages (`pipeline.record_file`).
+  @property
+  def dataset_info(self):
+    return self.records.dataset_info
+
+  @property
+  def split(self):
+    return self.records.split
 
   def _join(self, record: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(record)
