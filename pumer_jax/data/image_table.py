@@ -52,8 +52,11 @@ def write_table(directory: epath.PathLike, table: str,
   keys: list[str] = []
   seen: set[str] = set()
   written = 0
+  # One record per group for random access; the files are JPEG/PNG already,
+  # so no compression (array_record's default brotli halves the write rate
+  # and saves nothing).
   writer = array_record_module.ArrayRecordWriter(
-      os.fspath(table_path(directory, table)), "group_size:1")
+      os.fspath(table_path(directory, table)), "group_size:1,uncompressed")
   try:
     for key, path in files:
       if key in seen:
