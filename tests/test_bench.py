@@ -40,7 +40,7 @@ RESULT_KEYS = {
     "activation_reduction", "tokens_per_layer", "autograd_memory_bytes",
     "autograd_memory_reduction", "autograd_residual_bytes",
     "train_memory_bytes", "train_memory_reduction", "train_throughput",
-    "train_spread", "train_speedup", "crossover",
+    "train_spread", "train_speedup", "crossover", "time_breakdown",
 }
 SPREAD_KEYS = {"throughput_p10", "throughput_p90", "median_s", "p10_s",
                "p90_s", "repeats"}
@@ -60,7 +60,7 @@ def by_name(report):
 
 
 def test_schema_is_stable(report):
-  assert presets.SCHEMA_VERSION == 2
+  assert presets.SCHEMA_VERSION == 3
   assert set(report) == TOP_KEYS == report_lib.SCHEMA_KEYS
   assert set(report["device"]) == {"platform", "kind", "count",
                                    "host_cpu_threads"}

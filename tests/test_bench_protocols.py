@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pumer_jax.bench import phases, presets, programs, protocols, runner
+from pumer_jax.bench import breakdown, phases, presets, programs, protocols, runner
 from pumer_jax.bench import report as report_lib
 from pumer_jax.models import ReduceConfig
 
@@ -79,9 +79,10 @@ def test_crossover_batch(curve, want):
 def test_report_carries_every_protocol():
   report = runner.run_benchmark(
       TINY, {"none": ReduceConfig(), "pumer": PUMER}, 8, 64,
-      train_step=True, crossover_batches=(1, 2), **FAST)
+      train_step=True, crossover_batches=(1, 2), time_breakdown=True, **FAST)
   assert report["protocols"] == dict(autograd=True, train_step=True,
-                                     crossover_batches=[1, 2])
+                                     crossover_batches=[1, 2],
+                                     time_breakdown=True)
   none, pumer = report["results"]
   assert none["autograd_memory_reduction"] == 0.0
   assert none["train_speedup"] == 1.0 and none["train_throughput"] > 0
@@ -95,8 +96,18 @@ def test_report_carries_every_protocol():
   assert none["crossover"]["baseline"] and not pumer["crossover"]["baseline"]
   assert none["crossover"]["crossover_batch"] is None
   assert pumer["autograd_residual_bytes"] < none["autograd_residual_bytes"]
+  # The same reduction layers split by part, unreduced and with PuMer.
+  assert [row["layer"] for row in none["time_breakdown"]] == list(PUMER.layers)
+  assert [row["layer"] for row in pumer["time_breakdown"]] == list(PUMER.layers)
+  for row in pumer["time_breakdown"]:
+    assert row["layer_us"] > 0
+    assert abs(sum(row["shares"].values()) - 1.0) < 1e-6
+    assert row["shares"]["reducer score"] > 0
+  assert not any(k.startswith("reducer") for row in none["time_breakdown"]
+                 for k in row["shares"])
   table = report_lib.format_table(report)
   assert "memory protocols at batch 2" in table and "crossover" in table
+  assert "time by part" in table
 
 
 def test_protocols_off_leave_their_fields_empty():
@@ -104,7 +115,7 @@ def test_protocols_off_leave_their_fields_empty():
                                 autograd=False, **FAST)
   r = report["results"][0]
   assert r["autograd_memory_bytes"] is None and r["train_throughput"] is None
-  assert r["crossover"] is None
+  assert r["crossover"] is None and r["time_breakdown"] is None
   assert "memory protocols" not in report_lib.format_table(report)
 
 
@@ -113,16 +124,6 @@ def test_a_bad_crossover_batch_is_named():
                      "positive int"):
     runner.run_benchmark(TINY, {"none": ReduceConfig()}, 8, 64,
                          crossover_batches=(1, 0), **FAST)
-
-
-def _time_breakdown():
-  import importlib.util
-  import pathlib
-  path = pathlib.Path(__file__).parent.parent / "benchmarks/time_breakdown.py"
-  spec = importlib.util.spec_from_file_location("time_breakdown", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 @pytest.mark.parametrize("op_name, want", [
@@ -135,15 +136,25 @@ def _time_breakdown():
      (5, "reducer apply")),
     ("jit(forward)/Vilt/vilt/reducer_5/concatenate", (5, "reducer other")),
     ("jit(forward)/Vilt/vilt/layernorm/reduce_sum", None),
+    # METER: both streams' blocks count to their fusion layer.
+    ("jit(forward)/Meter/meter/image_layer_2.cross_attend/crossattention/exp",
+     (2, "cross-attention")),
+    ("jit(forward)/Meter/meter/text_layer_0.self_attend/attention/div",
+     (0, "attention")),
+    ("jit(forward)/Meter/meter/text_layer_1.feed_forward/mlp/fc1", (1, "mlp")),
+    ("jit(forward)/Meter/meter/reducer_0/apply/match/jit(argsort)/sort",
+     (0, "reducer match")),
+    # The unimodal encoders are not fusion layers.
+    ("jit(forward)/Meter/meter/text/layer_0/attention/query/dot_general", None),
     ("jit(forward)/Vilt/classifier/dense", None),
 ])
 def test_time_breakdown_attributes_instructions(op_name, want):
-  assert _time_breakdown().attribute(op_name) == want
+  assert breakdown.attribute(op_name) == want
 
 
 def test_every_reducer_part_shows_in_a_compiled_model(store):
   # The shared building blocks carry their scopes into XLA's metadata.
-  tb = _time_breakdown()
+  tb = breakdown
   seen = set()
   for reduce in (PUMER, ReduceConfig(method="tome", tome_r=2), DYNAMICVIT):
     compiled = programs.compile_forward(TINY, reduce, store.get(reduce),

@@ -60,6 +60,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--crossover_batches", default="",
                       help="comma-separated batches (e.g. 1,2,4,8) to time "
                       "every method at, to find where a reducer pays")
+  parser.add_argument("--time_breakdown", action="store_true",
+                      help="also profile each reduction layer's time by "
+                      "part (attention, MLP, reducer score/match/apply)")
   parser.add_argument("--sweep", action="store_true",
                       help="ratios/layers grid -> Pareto chart (PNG + JSON)")
   parser.add_argument("--eval_results", default=None,
@@ -130,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   report = run_benchmark(model, methods, preset.text_len, image_size,
                          peer=args.peer, peer_compile=args.peer_compile,
                          autograd=args.autograd, train_step=args.train_step,
-                         crossover_batches=args.crossover_batches, **kwargs)
+                         crossover_batches=args.crossover_batches,
+                         time_breakdown=args.time_breakdown, **kwargs)
   print(format_table(report))
   path = write_json(output_path(args.out, "bench", report), report)
   print(f"wrote {path}")

@@ -5,7 +5,8 @@ forward), `protocol_phase` (the autograd and train-step programs of
 `protocols`, and the train step's throughput), `throughput_phase` (the
 inference batch grown to the best throughput) and `crossover_phase`
 (throughput at small batches, every method at one batch before the next,
-to find where a reducer starts to pay).
+to find where a reducer starts to pay) and `breakdown_phase` (each
+reduction layer's time by part, from a profiler trace: `breakdown`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
-from pumer_jax.bench import protocols
+from pumer_jax.bench import breakdown, protocols
 from pumer_jax.bench.measure import (
     Timing,
     compiled_flops,
@@ -27,7 +28,7 @@ from pumer_jax.bench.measure import (
     time_jitted,
     throughput_summary,
 )
-from pumer_jax.bench.presets import ModelConfig
+from pumer_jax.bench.presets import ModelConfig, schedule
 from pumer_jax.bench.programs import (
     ParamStore,
     _example_inputs,
@@ -57,6 +58,7 @@ class MethodRun:
   train_memory: int | None = None
   train: dict[str, Any] | None = None  # the train step's throughput
   curve: dict[int, float] = dataclasses.field(default_factory=dict)
+  breakdown: list[dict[str, Any]] | None = None  # per reduction layer
 
 
 class Runner:
@@ -203,6 +205,23 @@ def crossover_phase(runner: Runner, methods: list[MethodRun],
       timing = runner.time(m, compiled, runner.inputs(batch, m.image_size))
       m.curve[batch] = batch / timing.median_s
       bar.update()
+
+
+def breakdown_phase(runner: Runner, methods: list[MethodRun], batch: int,
+                    bar: tqdm, calls: int = 5) -> None:
+  """Each method's reduction layers (and the same layers unreduced), their
+  time by part at `batch`, from a profiler trace of `calls` calls."""
+  layers = sorted({l for m in methods for l in schedule(
+      runner.model, m.reduce, runner.text_len, m.image_size).layers})
+  for m in methods:
+    bar.set_description(f"breakdown {m.name} @ {batch}")
+    sched = schedule(runner.model, m.reduce, runner.text_len, m.image_size)
+    compiled = runner.compile(m, batch)
+    m.breakdown = breakdown.layer_breakdown(
+        compiled, (runner.params.get(m.reduce),
+                   *runner.inputs(batch, m.image_size)),
+        sched.layers or layers, calls)
+    bar.update()
 
 
 def crossover_batch(curve: dict[int, float], base: dict[int, float]

@@ -15,7 +15,7 @@ from typing import Any
 from pumer_jax.models import MeterConfig, ReduceConfig, ViltConfig
 
 ModelConfig = ViltConfig | MeterConfig
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PEERS = ("hf",)
 DEFAULT_OUT = "benchmarks/results"
 # Batch cap when --max_batch is not given: growing to OOM on a CPU host only

@@ -6,6 +6,8 @@ import json
 import pathlib
 from typing import Any
 
+from pumer_jax.bench import breakdown
+
 # The keys of a report and of each of its results (a test holds the
 # benchmark to them; benchmarks/README.md explains each).
 SCHEMA_KEYS = frozenset((
@@ -21,7 +23,7 @@ RESULT_KEYS = frozenset((
     "activation_reduction", "tokens_per_layer", "autograd_memory_bytes",
     "autograd_memory_reduction", "autograd_residual_bytes",
     "train_memory_bytes", "train_memory_reduction", "train_throughput",
-    "train_spread", "train_speedup", "crossover",
+    "train_spread", "train_speedup", "crossover", "time_breakdown",
 ))
 
 
@@ -128,6 +130,19 @@ def _protocol_lines(report: dict[str, Any]) -> list[str]:
       where = "-" if c["baseline"] else str(c["crossover_batch"] or "never")
       rows.append((r["name"], *(_fmt(x, ".2f") for x in c["speedup"]),
                    where))
+    lines += _aligned(rows)
+  if protocols.get("time_breakdown"):
+    lines.append(f"reduction layers' time by part at batch "
+                 f"{report['batch']['memory']} (profiler trace; share of "
+                 "the layer):")
+    header = [h for h in breakdown.HEADER if any(
+        h in row["shares"] for r in results for row in r["time_breakdown"])]
+    rows = [("method", "layer", "layer ms", *header)]
+    for r in results:
+      for row in r["time_breakdown"]:
+        rows.append((r["name"], str(row["layer"]),
+                     _fmt(row["layer_us"], ".2f", 1e-3),
+                     *(_fmt(row["shares"].get(h, 0.0), ".1%") for h in header)))
     lines += _aligned(rows)
   return lines
 

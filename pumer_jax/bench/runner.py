@@ -25,6 +25,7 @@ from pumer_jax.bench.measure import cpu_threads
 from pumer_jax.bench.phases import (
     MethodRun,
     Runner,
+    breakdown_phase,
     crossover_batch,
     crossover_phase,
     memory_phase,
@@ -120,6 +121,7 @@ def _result(m: MethodRun, base: MethodRun, model: ModelConfig, text_len: int,
       train_spread=m.train["spread"] if m.train else None,
       train_speedup=_ratio(train_throughput, base_train),
       crossover=_crossover(m, base),
+      time_breakdown=m.breakdown,
   )
 
 
@@ -165,6 +167,7 @@ def run_benchmark(
     autograd: bool = True,
     train_step: bool = False,
     crossover_batches: Sequence[int] | None = None,
+    time_breakdown: bool = False,
 ) -> dict[str, Any]:
   """Benchmarks `methods` on one device; returns the JSON-ready report.
 
@@ -199,6 +202,10 @@ def run_benchmark(
     crossover_batches: also time inference at these batches (e.g. 1, 2, 4,
       8), every method at one batch before the next, and report the
       smallest batch from which each reducer is faster than unreduced.
+    time_breakdown: also profile the inference forward at `memory_batch`
+      and split each reduction layer's time into attention, MLP and the
+      reducer's scoring, matching and gathers/scatters (`breakdown`; the
+      unreduced row splits the same layers).
 
   Returns:
     The report dict; `SCHEMA_KEYS`/`RESULT_KEYS` list its fields.
@@ -242,7 +249,7 @@ def run_benchmark(
   measured = [MethodRun(name, r, method_image_size(r, hw))
               for name, r in methods.items()]
   steps = (2 + (autograd or train_step) + len(crossover_batches or ())
-           ) * len(measured)
+           + time_breakdown) * len(measured)
   with tqdm(total=steps, disable=not progress,
             file=sys.stderr) as bar:
     memory_phase(runner, measured, memory_batch, activation_batch, device,
@@ -254,6 +261,8 @@ def run_benchmark(
       throughput_phase(runner, m, sizes, memory_batch, bar)
     if crossover_batches:
       crossover_phase(runner, measured, crossover_batches, bar)
+    if time_breakdown:
+      breakdown_phase(runner, measured, memory_batch, bar)
   base = next(m for m in measured if m.reduce == ReduceConfig())
   results = [_result(m, base, model_config, text_len, memory_batch)
              for m in measured]
@@ -292,7 +301,8 @@ def run_benchmark(
       timing=dict(repeats=repeats, warmup=warmup, min_seconds=min_seconds,
                   debug_checks=debug_checks),
       protocols=dict(autograd=autograd, train_step=train_step,
-                     crossover_batches=sorted(crossover_batches or ())),
+                     crossover_batches=sorted(crossover_batches or ()),
+                     time_breakdown=time_breakdown),
       results=results,
       peer=peer_report,
   )
