@@ -15,8 +15,8 @@ import jax
 
 from pumer_jax import xla_cpu
 from pumer_jax.bench import presets as presets_lib
-from pumer_jax.bench.breakdown import HEADER, layer_breakdown
-from pumer_jax.bench.programs import ParamStore, _example_inputs, compile_forward
+from pumer_jax.bench.breakdown import HEADER, measure
+from pumer_jax.bench.measure import cpu_model
 from pumer_jax.bench.report import write_result
 
 
@@ -33,37 +33,26 @@ def main(argv=None) -> dict:
   preset = presets_lib.PRESETS[args.preset]
   model = preset.model.replace(input_size=None)
   names = [n for n in args.methods.split(",") if n] or list(preset.methods)
-  store = ParamStore(model, preset.text_len, preset.image_size, seed=0)
-  rows = []
-  for name in names:
-    reduce = preset.methods[name]
-    hw = presets_lib.method_image_size(reduce, preset.image_size)
-    inputs = _example_inputs(args.batch, preset.text_len, hw,
-                             model.vocab_size, 0)
-    params = store.get(reduce)
-    compiled = compile_forward(model, reduce, params, inputs)
-    sched = presets_lib.schedule(model, reduce, preset.text_len, preset.image_size)
-    base = presets_lib.schedule(model, preset.methods["pumer"], preset.text_len,
-                                preset.image_size)
-    for row in layer_breakdown(compiled, (params, *inputs),
-                               sched.layers or base.layers, args.calls):
-      rows.append(dict(method=name, **row))
-  device = jax.devices()[0]
+  measured = measure(model, {n: preset.methods[n] for n in names},
+                     preset.text_len, preset.image_size, args.batch, args.calls)
+  rows = [dict(method=name, **row) for name in names for row in measured[name]]
   result = dict(preset=args.preset, batch=args.batch, calls=args.calls,
-                device=f"{device.platform}: {device.device_kind}",
-                jax=jax.__version__, rows=rows)
+                device="cpu, XLA single-threaded with YNNPACK (breakdown.CHILD_FLAGS)",
+                cpu=cpu_model(), jax=jax.__version__, rows=rows)
   header = [h for h in HEADER if any(h in r["shares"] for r in rows)]
   lines = [f"# Reduction layers' time by part: {args.preset}, batch "
            f"{args.batch}, {result['device']}", "",
-           "CPU time per call summed over threads, from a profiler trace "
-           f"of {args.calls} calls; shares of the layer's total.", "",
-           "| method | layer | layer ms | " + " | ".join(header) + " |",
-           "|---|---|---|" + "---|" * len(header)]
+           f"{result['cpu']}. Each instruction's time per call from a profiler "
+           f"trace of {args.calls} calls on single-threaded XLA:CPU with YNNPACK fusions; shares of the "
+           "layer's total. Coverage: the traced instructions' time over the "
+           "call's wall time.", "",
+           "| method | layer | layer ms | " + " | ".join(header) + " | coverage |",
+           "|---|---|---|" + "---|" * len(header) + "---|"]
   for r in rows:
     lines.append(f"| {r['method']} | {r['layer']} | {r['layer_us'] / 1e3:.2f} | "
                  + " | ".join(f"{100 * r['shares'].get(h, 0):.1f}%"
-                              for h in header) + " |")
-  write_result(args.out, f"time_breakdown_{args.preset}_{device.platform}", result, lines)
+                              for h in header) + f" | {r['coverage']:.2f} |")
+  write_result(args.out, f"time_breakdown_{args.preset}_cpu", result, lines)
   return result
 
 

@@ -4,6 +4,8 @@ Nothing here asserts a timing; the memory figures are XLA's compiled
 analysis, deterministic for a program.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,7 +78,8 @@ def test_crossover_batch(curve, want):
   assert phases.crossover_batch(curve, base) == want
 
 
-def test_report_carries_every_protocol():
+def test_report_carries_every_protocol(monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
   report = runner.run_benchmark(
       TINY, {"none": ReduceConfig(), "pumer": PUMER}, 8, 64,
       train_step=True, crossover_batches=(1, 2), time_breakdown=True, **FAST)
@@ -101,6 +104,7 @@ def test_report_carries_every_protocol():
   assert [row["layer"] for row in pumer["time_breakdown"]] == list(PUMER.layers)
   for row in pumer["time_breakdown"]:
     assert row["layer_us"] > 0
+    assert 0 < row["coverage"] < 1.5  # traced instruction time / wall time
     assert abs(sum(row["shares"].values()) - 1.0) < 1e-6
     assert row["shares"]["reducer score"] > 0
   assert not any(k.startswith("reducer") for row in none["time_breakdown"]
@@ -108,6 +112,8 @@ def test_report_carries_every_protocol():
   table = report_lib.format_table(report)
   assert "memory protocols at batch 2" in table and "crossover" in table
   assert "time by part" in table
+  # The single-threaded runtime was the child's alone.
+  assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false"
 
 
 def test_protocols_off_leave_their_fields_empty():

@@ -124,3 +124,16 @@ def cpu_threads() -> int:
     return len(os.sched_getaffinity(0))
   except AttributeError:  # macOS has no affinity API
     return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+  """The host CPU's model name (`lscpu`), to print beside CPU figures."""
+  import platform  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  try:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True,
+                         check=False).stdout
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                if line.startswith("Model name"))
+  except (OSError, StopIteration):
+    return platform.processor() or "unknown CPU"

@@ -28,7 +28,7 @@ from pumer_jax.bench.measure import (
     time_jitted,
     throughput_summary,
 )
-from pumer_jax.bench.presets import ModelConfig, schedule
+from pumer_jax.bench.presets import ModelConfig
 from pumer_jax.bench.programs import (
     ParamStore,
     _example_inputs,
@@ -68,6 +68,7 @@ class Runner:
                image_size: tuple[int, int], seed: int, timing: dict,
                debug_checks: bool = False):
     self.model, self.text_len, self.seed = model, text_len, seed
+    self.image_size = image_size  # the unreduced methods' (H, W)
     self.params = ParamStore(model, text_len, image_size, seed)
     self.timing = timing
     self.debug_checks = debug_checks
@@ -209,18 +210,14 @@ def crossover_phase(runner: Runner, methods: list[MethodRun],
 
 def breakdown_phase(runner: Runner, methods: list[MethodRun], batch: int,
                     bar: tqdm, calls: int = 5) -> None:
-  """Each method's reduction layers (and the same layers unreduced), their
-  time by part at `batch`, from a profiler trace of `calls` calls."""
-  layers = sorted({l for m in methods for l in schedule(
-      runner.model, m.reduce, runner.text_len, m.image_size).layers})
+  """Each method's reduction layers by part at `batch` (`breakdown.measure`:
+  profiled on single-threaded XLA:CPU with YNNPACK in a child process)."""
+  bar.set_description(f"time breakdown @ {batch}")
+  rows = breakdown.measure(runner.model, {m.name: m.reduce for m in methods},
+                           runner.text_len, runner.image_size, batch,
+                           calls, runner.seed)
   for m in methods:
-    bar.set_description(f"breakdown {m.name} @ {batch}")
-    sched = schedule(runner.model, m.reduce, runner.text_len, m.image_size)
-    compiled = runner.compile(m, batch)
-    m.breakdown = breakdown.layer_breakdown(
-        compiled, (runner.params.get(m.reduce),
-                   *runner.inputs(batch, m.image_size)),
-        sched.layers or layers, calls)
+    m.breakdown = rows[m.name]
     bar.update()
 
 
