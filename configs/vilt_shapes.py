@@ -18,9 +18,10 @@ PuMer with distillation from the unreduced run, starting from its weights:
 Variants (after the colon): method=NAME (a reducer of REDUCERS), runlocal
 (a few steps, for a smoke test), and the shipped models' recipes
 (`pumer_jax/configs/shapes.py`): pretrain,run=1 and pretrain (the two runs of
-checkpoints/vilt_shapes, whose data `pretrain` names), lab=grid12,pretrain,run=1
-and lab=grid12,pretrain (those of checkpoints/vilt_shapes_grid12). See their
-READMEs for the accuracy they reach.
+checkpoints/vilt_shapes, whose data `pretrain` names), lab=grid12,pretrain,run=1,
+run=2 and lab=grid12,pretrain (the three of checkpoints/vilt_shapes_grid12).
+`pretrain` alone is a recipe's last run. See their READMEs for the accuracy
+they reach.
 """
 
 from pumer_jax.configs import shapes
@@ -42,7 +43,7 @@ REDUCERS = dict(
 
 def get_config(arg=None):
   args = parse_arg(arg, method="none", runlocal=False, pretrain=False,
-                   run=2, lab="grid4")
+                   run=0, lab="grid4")
   c = base_config()
   c.task = "vqa"
   c.batch_size = 64
@@ -77,7 +78,7 @@ def get_config(arg=None):
 
   if args.pretrain:
     shapes.vilt_recipe(c, args.lab, args.run)
-  elif args.lab != "grid4" or args.run != 2:
+  elif args.lab != "grid4" or args.run:
     raise ValueError("lab= and run= choose a shipped model's recipe: add "
                      "`pretrain` (e.g. vilt_shapes.py:lab=grid12,pretrain).")
 

@@ -117,8 +117,27 @@ def test_meter_vqa_trains_on_shapes_through_train_py(tmp_path):
     ("vilt_shapes", "lab=grid9,pretrain",
      r"lab='grid9' must be one of \['grid12', 'grid4'\]"),
     ("vilt_shapes", "lab=grid12", "add `pretrain`"),
+    ("vilt_shapes", "lab=grid12,pretrain,run=4",
+     r"run=4 must be one of the recipe's runs: 1 \(the general run\), 2 "
+     r"\(the position curriculum\), 3"),
     ("efficientvlm", "stage=run", "stage='run' is not one of"),
 ])
 def test_shapes_variants_name_their_fix(name, arg, match):
   with pytest.raises(ValueError, match=match):
     load_config(name, arg)
+
+
+def test_grid12_recipe_chains_its_runs():
+  # METER's order: general run, position curriculum (no patch term), final
+  # mixed run; each run starts from the one before, the last is the default.
+  first, curriculum, final = (load_config("vilt_shapes", f"lab=grid12,pretrain,run={r}")
+                              for r in (1, 2, 3))
+  assert first.init_from == "" and first.loss.patch_weight > 0
+  assert first.model.patch_stem == "conv"
+  assert curriculum.init_from == "runs/shapes_grid12_s1/model"
+  assert curriculum.loss.patch_weight == 0.0
+  assert curriculum.data.builder_config["max_objects"] == 1
+  assert final.init_from == "runs/shapes_grid12_s2/model"
+  assert final.loss.patch_weight > 0
+  default = load_config("vilt_shapes", "lab=grid12,pretrain")
+  assert default.to_dict() == final.to_dict()
