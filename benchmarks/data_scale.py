@@ -7,7 +7,7 @@ question, loader throughput, and what they imply for the full datasets.
 Writes official-format VQA v2 and SNLI-VE files for `--images` images each
 (VQA: COCO-like 640x480 JPEGs of about COCO's mean file size, 5.4 questions
 per image with 10 answers; SNLI-VE: 500x375 JPEGs, 17.8 hypotheses per
-image), prepares them with the builders as they are (each image once, in an
+image; NLVR2: 500x375 PNG pairs, 1.68 sentences per pair), prepares them with the builders as they are (each image once, in an
 image table) and as version 1.0.0 stored them (the JPEG inside every
 question: `PerQuestion*` below), and times grain loaders over the prepared
 VQA v2 at 0, 1 and 2 workers with ViLT's (384x384, ViLT normalisation) and
@@ -34,14 +34,19 @@ import tensorflow_datasets as tfds
 
 from pumer_jax.bench.measure import cpu_model
 from pumer_jax.bench.report import write_result
-from pumer_jax.data import pipeline, snli_ve, tokenizers, vqa_v2
+from pumer_jax.data import nlvr2, pipeline, snli_ve, tokenizers, vqa_v2
 
 # The official releases (visualqa.org, cocodataset.org, SNLI-VE's README).
 VQA_FULL = dict(images=82_783 + 40_504, questions=443_757 + 214_354,
                 image_bytes=13.5e9 + 6.6e9)  # train2014 + val2014
 SNLI_VE_FULL = dict(images=31_783, questions=529_527 + 17_858 + 17_901)
+# NLVR2 (Suhr et al. 2019, Table 3): 107,292 examples over 127,502 images,
+# two per example: each image serves 1.68 examples.
+NLVR2_FULL = dict(images=127_502, questions=107_292)
 QUESTIONS_PER_IMAGE = {"vqa_v2": VQA_FULL["questions"] / VQA_FULL["images"],
-                       "snli_ve": SNLI_VE_FULL["questions"] / SNLI_VE_FULL["images"]}
+                       "snli_ve": SNLI_VE_FULL["questions"] / SNLI_VE_FULL["images"],
+                       "nlvr2": NLVR2_FULL["questions"] / NLVR2_FULL["images"]}
+FULL = {"vqa_v2": VQA_FULL, "snli_ve": SNLI_VE_FULL, "nlvr2": NLVR2_FULL}
 # What one H200 would consume: ViLT-B/32's VQA forward is 33.9 GFLOP per
 # example (compiled, this project's bench); a train step about 3x that; at
 # an assumed 40% of the 989 TFLOP/s bf16 dense peak.
@@ -115,7 +120,7 @@ def write_snli_ve(root: pathlib.Path, num_images: int, seed: int = 1) -> int:
     data = pool[i % len(pool)]
     (folder / f"{10_000 + i}.jpg").write_bytes(data)
     total += len(data)
-    split = "train" if i % 10 < 8 else ("dev" if i % 10 == 8 else "test")
+    split = {1: "dev", 2: "test"}.get(i % 10, "train")  # 80/10/10
     for k in range(count):
       lines[split].append(json.dumps({
           "Flickr30K_ID": str(10_000 + i), "pairID": f"{10_000 + i}.jpg#{k}",
@@ -123,6 +128,39 @@ def write_snli_ve(root: pathlib.Path, num_images: int, seed: int = 1) -> int:
           "gold_label": snli_ve.LABELS[k % 3]}))
   for split, rows in lines.items():
     (root / f"snli_ve_{split}.jsonl").write_text("\n".join(rows) + "\n")
+  return total
+
+
+def write_nlvr2(root: pathlib.Path, num_images: int, seed: int = 2) -> int:
+  """Official NLVR2 files: image pairs as PNG (500x375 photographs), each
+  pair with 1.68 sentences on average (each example reads two images, each
+  image serves 1.68 examples)."""
+  rng = np.random.default_rng(seed)
+  pool = []
+  for _ in range(16):
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(photo(rng, (500, 375), 17.0))).save(buffer, format="PNG")
+    pool.append(buffer.getvalue())
+  total, lines = 0, {"train": [], "dev": [], "test1": []}
+  pairs = max(num_images // 2, 1)
+  sentences = _counts(pairs, 2 * QUESTIONS_PER_IMAGE["nlvr2"])
+  for i, count in enumerate(sentences):
+    split = {1: "dev", 2: "test1"}.get(i % 10, "train")  # 80/10/10
+    folder = root / split / (str(i % 100) if split == "train" else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = f"{split}-{i}-0"
+    for side in (0, 1):
+      data = pool[(2 * i + side) % len(pool)]
+      (folder / f"{prefix}-img{side}.png").write_bytes(data)
+      total += len(data)
+    for k in range(count):
+      row = {"identifier": f"{prefix}-{k}", "sentence": "The left image has two dogs.",
+             "label": ["True", "False"][k % 2]}
+      if split == "train":
+        row["directory"] = i % 100
+      lines[split].append(json.dumps(row))
+  for split, rows in lines.items():
+    (root / f"{split}.json").write_text("\n".join(rows) + "\n")
   return total
 
 
@@ -157,6 +195,10 @@ class PerQuestionSnliVe(_PerQuestion, snli_ve.SnliVe, skip_registration=True):
   pass
 
 
+class PerQuestionNlvr2(_PerQuestion, nlvr2.Nlvr2, skip_registration=True):
+  pass
+
+
 class _TimedTables:
   """Times the image tables' writing inside a preparation."""
 
@@ -174,6 +216,10 @@ class TableVqaV2(_TimedTables, vqa_v2.VqaV2, skip_registration=True):
 
 class TableSnliVe(_TimedTables, snli_ve.SnliVe, skip_registration=True):
   name = "snli_ve"
+
+
+class TableNlvr2(_TimedTables, nlvr2.Nlvr2, skip_registration=True):
+  name = "nlvr2"
 
 
 def _prepare(builder_class, data_dir: pathlib.Path, manual: pathlib.Path
@@ -234,7 +280,8 @@ def main(argv=None) -> dict:
   prepared = {}
   for name, write, builders in (
       ("vqa_v2", write_vqa_splits, (TableVqaV2, PerQuestionVqaV2)),
-      ("snli_ve", write_snli_ve, (TableSnliVe, PerQuestionSnliVe))):
+      ("snli_ve", write_snli_ve, (TableSnliVe, PerQuestionSnliVe)),
+      ("nlvr2", write_nlvr2, (TableNlvr2, PerQuestionNlvr2))):
     for images in sorted({args.images, args.per_question_images}, reverse=True):
       manual = work / f"{name}_{images}_manual"
       image_bytes = write(manual, images)
@@ -281,9 +328,9 @@ def full_size(rows: list[dict], loads: list[dict]) -> dict:
   for row in rows:
     if "error" in row:
       continue
-    full = VQA_FULL if row["dataset"] == "vqa_v2" else SNLI_VE_FULL
+    full = FULL[row["dataset"]]
     image_bytes = full.get("image_bytes")
-    if image_bytes is None:  # Flickr30k: the fixture's mean image size
+    if image_bytes is None:  # Flickr30k, NLVR2: the fixture's mean image size
       image_bytes = row["image_bytes"] / row["images"] * full["images"]
     key = f"{row['dataset']} {row['layout']}"
     if key in out:  # rows run largest first: keep the largest measured
@@ -337,7 +384,8 @@ def markdown(result: dict) -> str:
                  f"{l['examples_per_s']:.1f} |")
   full = result["full_size"]
   lines += ["", "Scaled to the full datasets (VQA v2 train+val: 123,287 COCO images, "
-            "20.1 GB; SNLI-VE: 31,783 Flickr30k images at the fixture's mean size):", "",
+            "20.1 GB; SNLI-VE: 31,783 Flickr30k images, NLVR2: 127,502 images, both at "
+            "the fixture's mean size):", "",
             "| dataset | layout | measured at (images) | prepare (h, this CPU) | disk (GB) |",
             "|---|---|---|---|---|"]
   for name, d in full["datasets"].items():
