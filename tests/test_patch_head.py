@@ -210,3 +210,27 @@ def test_a_reduced_model_with_a_patch_head_initialises_and_refuses_patch_logits(
   with pytest.raises(ValueError, match="the reducer changed the tokens before "
                      "layer 2's output"):
     model.apply(variables, **inputs, output_patch_logits=True)
+
+
+def _patch_head_script():
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parent.parent / "benchmarks/shapes_patch_head.py"
+  spec = importlib.util.spec_from_file_location("shapes_patch_head", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_patch_head_attributes_by_hand():
+  index = {name: i for i, name in enumerate(PATCH_CLASSES)}
+  target = np.array([index["small red circle"]] * 4)
+  predicted = np.array([index["small red circle"],     # all right
+                        index["small red square"],     # shape wrong
+                        index["large blue circle"],    # only shape right
+                        0])                            # background: all wrong
+  hits = _patch_head_script().attribute_hits(predicted, target)
+  assert hits["joint"].tolist() == [True, False, False, False]
+  assert hits["size"].tolist() == [True, True, False, False]
+  assert hits["color"].tolist() == [True, True, False, False]
+  assert hits["shape"].tolist() == [True, False, True, False]

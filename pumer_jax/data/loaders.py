@@ -126,7 +126,8 @@ def answer_vocab_for(config: ml_collections.ConfigDict, builder) -> Any:
 
 
 def _loader(config, builder, split: str, train: bool, batch_size: int,
-            task: str | None = None, shard: tuple[int, int] | None = None):
+            task: str | None = None, shard: tuple[int, int] | None = None,
+            patch_targets: bool = False):
   index, count = shard or (jax.process_index(), jax.process_count())
   if batch_size % count:
     raise ValueError(f"batch size {batch_size} must divide over "
@@ -141,7 +142,7 @@ def _loader(config, builder, split: str, train: bool, batch_size: int,
       normalize=config.data.normalize,
       answer_vocab=answer_vocab_for(config, builder),
       worker_count=config.data.worker_count,
-      patch_grid=_patch_grid(config) if train else 0,
+      patch_grid=_patch_grid(config) if train or patch_targets else 0,
   )
 
 
@@ -170,16 +171,20 @@ def train_iterator(config: ml_collections.ConfigDict,
                       config.batch_size, shard=shard))
 
 
-def eval_batches(config: ml_collections.ConfigDict, split: str):
+def eval_batches(config: ml_collections.ConfigDict, split: str, *,
+                 patch_targets: bool = False):
   """A function returning a fresh single pass over `split` (padded batches).
 
   For retrieval, a `RetrievalBatches` of three such functions.
+  `patch_targets`: the batches also hold the per-patch classes the loss's
+  patch head trains on (`loss.patch_weight` > 0; shapes_vqa).
   """
   builder = prepared_builder(config)
   size = config.eval.batch_size
 
   def passes(task=None, batch_size=size):
-    dataset = _loader(config, builder, split, False, batch_size, task)
+    dataset = _loader(config, builder, split, False, batch_size, task,
+                      patch_targets=patch_targets)
     return lambda: iter(dataset)
 
   if config.task != "retrieval":
