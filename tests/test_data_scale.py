@@ -35,6 +35,7 @@ def test_vqa_fixture_has_the_real_counts(data_scale, tmp_path):
 
 def test_run_writes_both_layouts(data_scale, tmp_path):
   result = data_scale.main(["--images", "12", "--batches", "1", "--workers", "0",
+                            "--processes", "0",
                             "--workdir", str(tmp_path / "work"),
                             "--out_dir", str(tmp_path / "out")])
   layouts = {(r["dataset"], r["layout"]): r for r in result["prepare"]}

@@ -228,3 +228,19 @@ def test_a_damaged_table_names_the_question_and_its_file(vqa, tmp_path):
                                          r"in .*vqa_v2-validation.*image '\d+' \(row \d of the image "
                                          r"table .*images-val2014\.array_record\)"):
     _batches(builder, "validation", train=False)
+
+
+def test_reading_in_processes_writes_the_same_table(tmp_path):
+  files = []
+  for i in range(40):
+    path = tmp_path / "images" / f"{i}.jpg"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(_jpeg(i, size=(16, 12)))
+    files.append((f"{i:03d}", path))
+  (tmp_path / "a").mkdir()
+  (tmp_path / "b").mkdir()
+  one = image_table.write_table(tmp_path / "a", "t", files)
+  two = image_table.write_table(tmp_path / "b", "t", files, processes=2)  # 40 files: pooled
+  assert one == two == sum(len(p.read_bytes()) for _, p in files)
+  a, b = image_table.ImageTable(tmp_path / "a", "t"), image_table.ImageTable(tmp_path / "b", "t")
+  assert [a[k] for k, _ in files] == [b[k] for k, _ in files] == [p.read_bytes() for _, p in files]

@@ -105,6 +105,9 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
       name="shapes_vqa",  # shapes_vqa | vqa_v2 | snli_ve | nlvr2 | flickr30k
       data_dir="",  # TFDS data dir; "" = ~/tensorflow_datasets
       manual_dir="",  # the official files, for the real datasets
+      # Processes reading the image files while a real dataset's image
+      # tables are written (0: one; worth it on NFS or a mounted bucket).
+      prepare_processes=0,
       text_len=40,
       tokenizer="",  # a BERT vocab file or tokenizer dir ("" = dataset's own)
       normalize="vilt",

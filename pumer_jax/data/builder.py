@@ -113,13 +113,19 @@ class ImageTableBuilder(ArrayRecordBuilder, skip_registration=True):
   """
 
   IMAGE_FIELDS: dict[str, str] = {}
+  # Processes that read the image files while the tables are written (0:
+  # this one; `data.prepare_processes`). Local disks gain nothing (VQA v2's
+  # tables write at the speed files are read, benchmarks/data_scale.py);
+  # latency-bound storage (NFS, a mounted bucket) does.
+  read_processes: int = 0
 
   def write_image_tables(self, tables: Mapping[str, Mapping[str, epath.Path]],
                          splits: Mapping[str, str]) -> None:
     """Writes each table's `{key: path}` files (rows sorted by key) and the
     split -> table manifest into the dataset being prepared."""
     for table, files in tables.items():
-      image_table.write_table(self.data_dir, table, sorted(files.items()))
+      image_table.write_table(self.data_dir, table, sorted(files.items()),
+                              processes=self.read_processes)
     image_table.write_manifest(self.data_dir, splits, self.IMAGE_FIELDS)
 
   def as_text_source(self, split: Any = None, **kwargs) -> Any:

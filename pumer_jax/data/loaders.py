@@ -62,6 +62,8 @@ def prepared_builder(config: ml_collections.ConfigDict):
     name = "_".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     kwargs["config"] = builder_cls.custom_config(config_cls, name, **overrides)
   builder = builder_cls(data_dir=data.data_dir or None, **kwargs)
+  if hasattr(builder, "read_processes"):
+    builder.read_processes = int(data.get("prepare_processes", 0))
   prepare = lambda: builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(
           manual_dir=data.manual_dir or None))
