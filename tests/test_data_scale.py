@@ -11,17 +11,20 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def data_scale():
-  spec = importlib.util.spec_from_file_location(
-      "data_scale", ROOT / "benchmarks" / "data_scale.py")
+def _script(name):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
 
 
-def test_vqa_fixture_has_the_real_counts(data_scale, tmp_path):
-  image_bytes = data_scale.write_vqa(tmp_path, 50)
+@pytest.fixture(scope="module")
+def data_scale():
+  return _script("data_scale")
+
+
+def test_vqa_fixture_has_the_real_counts(tmp_path):
+  image_bytes = _script("official_fixtures").write_vqa(tmp_path, 50)
   questions = json.loads((tmp_path / "v2_OpenEnded_mscoco_train2014_questions.json")
                          .read_text())["questions"]
   annotations = json.loads((tmp_path / "v2_mscoco_train2014_annotations.json")
