@@ -157,6 +157,11 @@ def test_a_removed_table_names_the_fix(vqa, tmp_path):
     builder.as_data_source(split="train")
   # Building the answer vocabulary reads the text alone: no table needed.
   assert answers.load_or_build_answer_vocab(builder) == ["red", "blue"]  # by count
+  manifest = builder.data_path / image_table.MANIFEST
+  manifest.write_text(json.dumps({"splits": {"train": "train2014"},
+                                  "fields": {"image": "image_id"}}))
+  with pytest.raises(ValueError, match="split 'validation' has no image table"):
+    builder.as_data_source(split="validation")
 
 
 def test_nlvr2_and_snli_ve_share_an_image_across_sentences(tmp_path):
@@ -244,3 +249,18 @@ def test_reading_in_processes_writes_the_same_table(tmp_path):
   assert one == two == sum(len(p.read_bytes()) for _, p in files)
   a, b = image_table.ImageTable(tmp_path / "a", "t"), image_table.ImageTable(tmp_path / "b", "t")
   assert [a[k] for k, _ in files] == [b[k] for k, _ in files] == [p.read_bytes() for _, p in files]
+
+
+def test_a_combined_split_reads_both_tables(vqa):
+  _, images, builder = vqa
+  both = builder.as_data_source(split="train[:3]+validation", decoders={
+      "image": tfds.decode.SkipDecoding()})
+  assert len(both) == 3 + 20
+  subsets = {int(r["image_id"]) >= 100 for r in both}
+  assert subsets == {False, True}  # train2014 ids and val2014 ids (100 +)
+  for record in both:
+    image_id = int(record["image_id"])
+    subset = "val2014" if image_id >= 100 else "train2014"
+    assert record["image"] == images[(subset, image_id)]
+  with pytest.raises(ValueError, match="Unknown split 'test'"):  # TFDS's own
+    builder.as_data_source(split="test")

@@ -97,9 +97,10 @@ def write_manifest(directory: epath.PathLike, splits: Mapping[str, str],
       {"splits": dict(splits), "fields": dict(fields)}, indent=1))
 
 
-def _base_split(split: str) -> str:
-  """"train[:10%]" -> "train": a sliced split reads its split's table."""
-  return str(split).split("[", 1)[0]
+def base_splits(split: Any) -> list[str]:
+  """The splits an expression reads: "train[:10%]+validation" -> ["train",
+  "validation"] (a sliced split reads its whole split's table)."""
+  return [part.split("[", 1)[0].strip() for part in str(split).split("+")]
 
 
 class ImageTable:
@@ -139,6 +140,27 @@ class ImageTable:
     return dict(self.__dict__, _source=None)
 
 
+class Tables:
+  """Several tables looked up as one by key (a combined split, e.g.
+  "train+validation", reads the tables of both; keys never repeat across
+  a dataset's tables: COCO ids, Flickr30k ids, NLVR2 file names)."""
+
+  def __init__(self, tables: Sequence[ImageTable]):
+    self.tables = list(tables)
+
+  def __getitem__(self, key: str) -> bytes:
+    for table in self.tables:
+      if key in table.rows:
+        return table[key]
+    names = ", ".join(t.path.name for t in self.tables)
+    raise KeyError(f"no image {key!r} in {names}: the record names an image "
+                   "its split's table does not hold; prepare the dataset again.")
+
+  @property
+  def names(self) -> str:
+    return "+".join(t.path.name for t in self.tables)
+
+
 class JoinedSource(Sequence):
   """One split's text records with their images filled in from the tables.
 
@@ -147,7 +169,7 @@ class JoinedSource(Sequence):
   what a reader gets (the TFDS feature's decoder), or None for the bytes.
   """
 
-  def __init__(self, records: Sequence[Mapping[str, Any]], table: ImageTable,
+  def __init__(self, records: Sequence[Mapping[str, Any]], table: Tables,
                fields: Mapping[str, str], decode: Mapping[str, Any]):
     self.records = records
     self.table = table
@@ -181,6 +203,10 @@ class JoinedSource(Sequence):
       return [self[i] for i in range(*index.indices(len(self)))]
     return self._join(self.records[index])
 
+  def __iter__(self):
+    # Sequence's default stops at an IndexError; TFDS raises ValueError.
+    return (self[i] for i in range(len(self)))
+
   def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
     getitems = getattr(self.records, "__getitems__", None)
     records = (getitems(indices) if getitems is not None
@@ -188,8 +214,7 @@ class JoinedSource(Sequence):
     return [self._join(r) for r in records]
 
   def __repr__(self) -> str:
-    return (f"JoinedSource({len(self)} records, images from "
-            f"{self.table.path.name})")
+    return f"JoinedSource({len(self)} records, images from {self.table.names})"
 
 
 def joined(sources: Any, split: Any, directory: epath.PathLike,
@@ -210,10 +235,17 @@ def joined(sources: Any, split: Any, directory: epath.PathLike,
   tables: dict[str, ImageTable] = {}
 
   def wrap(source, name):
-    table = manifest["splits"][_base_split(name)]
-    if table not in tables:
-      tables[table] = ImageTable(directory, table)
-    return JoinedSource(source, tables[table], manifest["fields"], decode)
+    names = []
+    for split_name in base_splits(name):
+      if split_name not in manifest["splits"]:
+        raise ValueError(f"split {split_name!r} has no image table in "
+                         f"{manifest_file} (it has {sorted(manifest['splits'])}).")
+      names.append(manifest["splits"][split_name])
+    for table in names:
+      if table not in tables:
+        tables[table] = ImageTable(directory, table)
+    return JoinedSource(source, Tables([tables[t] for t in dict.fromkeys(names)]),
+                        manifest["fields"], decode)
 
   if isinstance(sources, Mapping):
     return {name: wrap(s, name) for name, s in sources.items()}
