@@ -137,9 +137,12 @@ def base_config(arch: str = "vilt") -> ml_collections.ConfigDict:
   # VQA's BCE over answers: "sum" (ViLT, METER) or "mean" (PuMer's code;
   # the paper configs set it). See train/losses.vqa_bce.
   # patch_weight: the weight of a patch head's per-patch cross-entropy
-  # (model.patch_classes; shapes_vqa's objects; 0 = off).
+  # (model.patch_classes; shapes_vqa's objects; 0 = off). grounding_weight:
+  # the weight of a grounding head's per-patch BCE on the patches the
+  # question names (model.grounding_layer; shapes_vqa's referents; 0 = off).
   c.loss = ml_collections.ConfigDict(dict(vqa_reduction="sum",
-                                          patch_weight=0.0))
+                                          patch_weight=0.0,
+                                          grounding_weight=0.0))
   # EfficientVLM (configs/efficientvlm.py; its own trainer): "" (off: the
   # fine-tuning trainer), "distill" (a half-depth student of distill.teacher)
   # or "prune" (gates on the student at init_from, KD continuing).

@@ -145,12 +145,14 @@ def _loader(config, builder, split: str, train: bool, batch_size: int,
       answer_vocab=answer_vocab_for(config, builder),
       worker_count=config.data.worker_count,
       patch_grid=_patch_grid(config) if train or patch_targets else 0,
+      grounding=bool(config.loss.get("grounding_weight", 0.0)),
   )
 
 
 def _patch_grid(config: ml_collections.ConfigDict) -> int:
   """The patch grid whose per-patch targets the loss trains on (0: none)."""
-  if not config.loss.get("patch_weight", 0.0):
+  if not (config.loss.get("patch_weight", 0.0)
+          or config.loss.get("grounding_weight", 0.0)):
     return 0
   height, width = tuple(config.model.input_size)
   grid = height // config.model.patch_size

@@ -94,6 +94,7 @@ def make_loader(
     resize: Literal["squash", "crop"] = "squash",
     read_threads: int = 4,
     patch_grid: int = 0,
+    grounding: bool = False,
 ) -> grain.IterDataset:
   """A grain dataset of batches (see the module docstring for their format).
 
@@ -124,6 +125,9 @@ def make_loader(
     patch_grid: when > 0, each example also holds `patch_targets` int32
       [patch_grid**2], the class of the object each patch of that grid shows
       (`shapes_patches`; datasets with an `objects` feature: shapes_vqa).
+    grounding: with `patch_grid`, also `grounding_targets` float32
+      [patch_grid**2]: 1 on the patches of the objects the question names
+      (shapes_vqa's `referents`).
 
   Returns:
     An iterable `grain.IterDataset`; its iterator's `get_state()` /
@@ -164,7 +168,7 @@ def make_loader(
       text_length=text_length, encoder=TextEncoder(tokenizer) if task in _TEXT_FIELD else None,
       normalize=normalize, resize=resize, per_record=per_record,
       answer_index=({a: i for i, a in enumerate(answer_vocab)} if task == "vqa" else None),
-      patch_grid=patch_grid))
+      patch_grid=patch_grid, grounding=grounding))
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                             prefetch_buffer_size=2 * batch_size))
   ds = ds.batch(batch_size, drop_remainder=train)
@@ -306,7 +310,7 @@ class ExampleReader:
   def __init__(self, *, source, split: str, task: str, image_size: tuple[int, int],
                text_length: int, encoder: TextEncoder | None, normalize: str, resize: str,
                per_record: int, answer_index: Mapping[str, int] | None,
-               patch_grid: int = 0):
+               patch_grid: int = 0, grounding: bool = False):
     self.source = source
     self.split = split
     self.task = task
@@ -318,6 +322,7 @@ class ExampleReader:
     self.per_record = per_record
     self.answer_index = answer_index
     self.patch_grid = patch_grid
+    self.grounding = grounding
 
   def _image(self, value, record: int, example: Mapping[str, Any]) -> np.ndarray:
     try:
@@ -329,7 +334,8 @@ class ExampleReader:
           "PNG/JPEG: prepare the dataset again from the official files.") from e
     return normalize_pixels(image, self.normalize)
 
-  def _patch_targets(self, example: Mapping[str, Any], record: int) -> np.ndarray:
+  def _patch_targets(self, example: Mapping[str, Any], record: int
+                     ) -> dict[str, np.ndarray]:
     if "objects" not in example:
       raise ValueError(
           f"{self._name(record, example)} has no `objects` feature: patch "
@@ -338,8 +344,12 @@ class ExampleReader:
     image = example["image"]  # the objects are in its pixels, before resizing
     size = (Image.open(io.BytesIO(image)).size[1]
             if isinstance(image, (bytes, np.bytes_)) else int(np.shape(image)[0]))
-    return shapes_patches.patch_targets(
-        shapes_patches.stored_objects(example["objects"]), size, self.patch_grid)
+    objects = shapes_patches.stored_objects(example["objects"])
+    out = {"patch_targets": shapes_patches.patch_targets(objects, size, self.patch_grid)}
+    if self.grounding:  # the patches of the objects the question names
+      out["grounding_targets"] = shapes_patches.grounding_targets(
+          objects, example["referents"], size, self.patch_grid)
+    return out
 
   def _name(self, record: int, example: Mapping[str, Any] | None = None) -> str:
     ids = [f"{k}={_text(example[k])}" for k in _ID_FIELDS if k in (example or {})]
@@ -386,5 +396,5 @@ class ExampleReader:
       out["image_index"] = np.int32(record)
       out["caption_index"] = np.int32(element if self.per_record > 1 else -1)
     if self.patch_grid:
-      out["patch_targets"] = self._patch_targets(example, record)
+      out.update(self._patch_targets(example, record))
     return out

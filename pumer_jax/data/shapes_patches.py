@@ -8,7 +8,8 @@ at ViLT-B/32's grid, the stand-in for the supervised visual pretraining a
 real ViLT starts from (ViT on ImageNet-21k). Since a scene never holds two
 objects of one colour and shape, the class also names the instance, so
 patches of one object share it and patches of two objects never do
-(`shapes_vocab.PATCH_CLASSES`).
+(`shapes_vocab.PATCH_CLASSES`). `grounding_targets` marks the patches of
+the objects a question names.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def stored_objects(objects: Mapping[str, Any]) -> list[ShapeObject]:
                                          objects["radius"])]
 
 
-def patch_targets(objects: Sequence[ShapeObject], image_size: int,
+def patch_objects(objects: Sequence[ShapeObject], image_size: int,
                   grid: int) -> np.ndarray:
-  """int32 [grid * grid], row-major: each patch's class in PATCH_CLASSES."""
+  """int32 [grid * grid], row-major: 1 + the index of the object each patch
+  shows (the one covering most of it, if at least MIN_COVER), 0 background."""
   if grid < 1 or image_size % grid:
     raise ValueError(f"a {grid}x{grid} patch grid does not tile a "
                      f"{image_size}x{image_size} image; prepare the data at a "
@@ -50,9 +52,32 @@ def patch_targets(objects: Sequence[ShapeObject], image_size: int,
   p = image_size // grid
   best = np.zeros((grid, grid))  # the largest coverage seen per patch
   out = np.zeros((grid, grid), np.int32)
-  for obj in objects:
+  for i, obj in enumerate(objects):
     cover = object_mask(obj, image_size).reshape(grid, p, grid, p).mean(axis=(1, 3))
     wins = (cover >= MIN_COVER) & (cover > best)
-    out[wins] = _INDEX[f"{obj.size} {obj.color} {obj.shape}"]
+    out[wins] = i + 1
     best = np.maximum(best, cover)
   return out.reshape(-1)
+
+
+def patch_targets(objects: Sequence[ShapeObject], image_size: int,
+                  grid: int) -> np.ndarray:
+  """int32 [grid * grid], row-major: each patch's class in PATCH_CLASSES."""
+  classes = np.array([0] + [_INDEX[f"{o.size} {o.color} {o.shape}"]
+                            for o in objects], np.int32)
+  return classes[patch_objects(objects, image_size, grid)]
+
+
+def grounding_targets(objects: Sequence[ShapeObject], referents: Sequence[int],
+                      image_size: int, grid: int) -> np.ndarray:
+  """float32 [grid * grid]: 1 on the patches of the objects a question names
+  (its `referents`), 0 elsewhere (all 0 when it names none present).
+
+  The stand-in for ViLT's word-patch alignment pretraining: a signal that
+  ties the text to the patches it is about, per patch rather than one
+  answer per question.
+  """
+  shown = patch_objects(objects, image_size, grid) - 1  # -1: background
+  named = np.zeros(len(objects) + 1, bool)
+  named[np.asarray(referents, np.int64)] = True
+  return named[shown].astype(np.float32) * (shown >= 0)

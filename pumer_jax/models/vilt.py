@@ -302,6 +302,11 @@ class Vilt(nn.Module):
           kernel_init=nn.with_logical_partitioning(
               nn.initializers.normal(INIT_STD), ("embed", None)),
           name="patch_head")
+    if c.grounding_layer:
+      self.grounding_head = nn.Dense(
+          1, dtype=dtype, kernel_init=nn.with_logical_partitioning(
+              nn.initializers.normal(INIT_STD), ("embed", None)),
+          name="grounding_head")
 
   def __call__(
       self,
@@ -317,26 +322,39 @@ class Vilt(nn.Module):
       gates: dict | None = None,
       debug_checks: bool = False,
       output_patch_logits: bool = False,
+      output_grounding_logits: bool = False,
   ) -> dict[str, Any]:
     c = self.config
     if output_patch_logits and not c.patch_classes:
       raise ValueError("output_patch_logits needs a patch head: set "
                        "model.patch_classes and model.patch_head_layer.")
-    if c.patch_classes and self.is_initializing():
-      # Its parameters exist whatever the reducer did to layer `patch_head_layer`.
-      self.patch_head(jnp.zeros((1, 1, c.hidden_size), DTYPES[c.dtype]))
+    if output_grounding_logits and not c.grounding_layer:
+      raise ValueError("output_grounding_logits needs a grounding head: set "
+                       "model.grounding_layer.")
+    if self.is_initializing():
+      # Their parameters exist whatever the reducer did to the layers read.
+      zeros = jnp.zeros((1, 1, c.hidden_size), DTYPES[c.dtype])
+      if c.patch_classes:
+        self.patch_head(zeros)
+      if c.grounding_layer:
+        self.grounding_head(zeros)
+    per_patch = output_patch_logits or output_grounding_logits
     num_images, inputs = backbone_passes(c, input_ids, pixel_values,
                                          attention_mask, token_type_ids,
                                          debug_checks=debug_checks)
     out = self.vilt(**inputs, train=train,
-                    output_hidden_states=(output_hidden_states
-                                          or output_patch_logits),
+                    output_hidden_states=output_hidden_states or per_patch,
                     output_attentions=output_attentions,
                     track_source=track_source, gates=gates)
-    if output_patch_logits:
-      out["patch_logits"] = self._patch_logits(out, input_ids.shape[1])
-      if not output_hidden_states:
-        del out["hidden_states"]
+    text_len = input_ids.shape[1]
+    if output_patch_logits:  # [B, patches, patch_classes]
+      out["patch_logits"] = self.patch_head(self._patches(
+          out, c.patch_head_layer, text_len)).astype(jnp.float32)
+    if output_grounding_logits:  # [B, patches]
+      out["grounding_logits"] = self.grounding_head(self._patches(
+          out, c.grounding_layer, text_len))[..., 0].astype(jnp.float32)
+    if per_patch and not output_hidden_states:
+      del out["hidden_states"]
     # [B, images * D]: NLVR2's passes side by side.
     out["pooled"] = pooled = unfold_pooled(num_images, out["pooled"])
     if c.head in ("vqa", "ve", "nlvr2"):
@@ -345,17 +363,17 @@ class Vilt(nn.Module):
       out["logits"] = self.rank(pooled).astype(jnp.float32)  # [B, 1]
     return out
 
-  def _patch_logits(self, out: dict[str, Any], text_len: int) -> jax.Array:
-    """[B, patches, patch_classes] from layer `patch_head_layer`'s output."""
-    c = self.config
-    layer = c.patch_head_layer
+  def _patches(self, out: dict[str, Any], layer: int, text_len: int
+               ) -> jax.Array:
+    """[B, P, D]: layer `layer`'s output at every image patch."""
     hidden = out["hidden_states"][layer]  # [B, Lt + 1 + P, D]
     if hidden.shape[1] != out["hidden_states"][0].shape[1]:
       raise ValueError(
-          f"the patch head reads every patch, but the reducer changed the "
-          f"tokens before layer {layer}'s output; train the patch head "
-          "unreduced (reduce.method='none') or set loss.patch_weight=0.")
-    return self.patch_head(hidden[:, text_len + 1:]).astype(jnp.float32)
+          f"a per-patch head reads every patch, but the reducer changed the "
+          f"tokens before layer {layer}'s output; train the patch and "
+          "grounding heads unreduced (reduce.method='none') or set "
+          "loss.patch_weight=0 and loss.grounding_weight=0.")
+    return hidden[:, text_len + 1:]
 
 
 def example_inputs(config: ViltConfig, batch: int = 1,

@@ -78,6 +78,10 @@ class ViltConfig:
   # objects, `data/shapes_patches.py`); inference never calls it.
   patch_classes: int = 0
   patch_head_layer: int = 0
+  # A grounding head (0 = none): per image patch, one logit, "the question
+  # names the object here", read off the output of layer `grounding_layer`
+  # and trained by `loss.grounding_weight` (shapes_vqa's referents).
+  grounding_layer: int = 0
 
   def __post_init__(self):
     if self.head not in TASK_HEADS:
@@ -103,6 +107,13 @@ class ViltConfig:
           f"[1, num_hidden_layers={self.num_hidden_layers}].")
     if self.patch_classes and self.num_images > 1:
       raise ValueError("the patch head reads one image; num_images="
+                       f"{self.num_images} (NLVR2) has two.")
+    if not 0 <= self.grounding_layer <= self.num_hidden_layers:
+      raise ValueError(
+          f"grounding_layer={self.grounding_layer} must be 0 (none) or name a "
+          f"layer in [1, num_hidden_layers={self.num_hidden_layers}].")
+    if self.grounding_layer and self.num_images > 1:
+      raise ValueError("the grounding head reads one image; num_images="
                        f"{self.num_images} (NLVR2) has two.")
     check_image_init(self.image_position_init, self.image_position_scale,
                      self.patch_init_std, self.hidden_size)

@@ -114,14 +114,7 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
         "tuning distils logits (distill.logits) and pooled features "
         "(distill.hidden). Set distill.attn=0.")
   task = task_term(config.task, config.loss.vqa_reduction)
-  patch_weight = float(config.loss.get("patch_weight", 0.0))
-  if patch_weight < 0:
-    raise ValueError(f"loss.patch_weight={patch_weight} must be >= 0.")
-  if patch_weight and not getattr(model.config, "patch_classes", 0):
-    raise ValueError(
-        "loss.patch_weight > 0 trains a patch head the model lacks: set "
-        "model.patch_classes and model.patch_head_layer (ViLT only).")
-  patch_outputs = {"output_patch_logits": True} if patch_weight else {}
+  patch_outputs, patch_terms = per_patch_losses(config, model)
 
   def loss_fn(params, gates, batch, teacher_params, rng, step):
     del gates, step  # fine-tuning has neither gates nor a step schedule
@@ -133,12 +126,7 @@ def make_loss_fn(model: nn.Module, config: ml_collections.ConfigDict,
                       debug_checks=config.debug_checks, **patch_outputs)
     valid = batch["valid"]
     metrics = {"task_loss": losses.masked_mean(task(out, batch), valid)}
-    loss = metrics["task_loss"]
-    if patch_weight:
-      patch_loss, metrics["patch_acc"] = losses.patch_ce(
-          out["patch_logits"], batch["patch_targets"])
-      metrics["patch_loss"] = losses.masked_mean(patch_loss, valid)
-      loss = loss + patch_weight * metrics["patch_loss"]
+    loss = metrics["task_loss"] + patch_terms(out, batch, metrics)
     if teacher is not None:
       t_out = teacher.apply({"params": teacher_params},
                             **model_inputs(batch), train=False)
@@ -214,6 +202,48 @@ def train_and_evaluate(
   return state
 
 
+def per_patch_losses(config: ml_collections.ConfigDict, model):
+  """The model outputs and the loss terms of its per-patch pretraining heads.
+
+  `loss.patch_weight` weights the patch head's cross-entropy (which object
+  each patch shows), `loss.grounding_weight` the grounding head's BCE (which
+  patches the question names). Returns the apply() flags and a function
+  `(out, batch, metrics) -> the weighted terms`, which logs each in
+  `metrics`.
+  """
+  weights = {}
+  for name, field, what in (("patch", "patch_classes",
+                             "model.patch_classes and model.patch_head_layer"),
+                            ("grounding", "grounding_layer",
+                             "model.grounding_layer")):
+    weight = float(config.loss.get(f"{name}_weight", 0.0))
+    if weight < 0:
+      raise ValueError(f"loss.{name}_weight={weight} must be >= 0.")
+    if weight and not getattr(model.config, field, 0):
+      raise ValueError(
+          f"loss.{name}_weight > 0 trains a {name} head the model lacks: set "
+          f"{what} (ViLT only).")
+    if weight:
+      weights[name] = weight
+  outputs = {f"output_{name}_logits": True for name in weights}
+
+  def terms(out, batch, metrics):
+    total = 0.0
+    if "patch" in weights:
+      loss, metrics["patch_acc"] = losses.patch_ce(
+          out["patch_logits"], batch["patch_targets"])
+      metrics["patch_loss"] = losses.masked_mean(loss, batch["valid"])
+      total += weights["patch"] * metrics["patch_loss"]
+    if "grounding" in weights:
+      loss, metrics["grounding_acc"] = losses.grounding_bce(
+          out["grounding_logits"], batch["grounding_targets"])
+      metrics["grounding_loss"] = losses.masked_mean(loss, batch["valid"])
+      total += weights["grounding"] * metrics["grounding_loss"]
+    return total
+
+  return outputs, terms
+
+
 def distilled_run(config: ml_collections.ConfigDict, teacher_dir,
                   teacher_digest: str, reduce: ReduceConfig, root, *,
                   steps: int, lr: float, warmup_steps: int) -> pathlib.Path:
@@ -236,9 +266,10 @@ def distilled_run(config: ml_collections.ConfigDict, teacher_dir,
   c.optim.lr = lr
   c.optim.warmup_steps = warmup_steps
   c.stop_at = 0
-  # The patch head is a pretraining device: a reduced model has no patches
-  # to label after its first reduction.
+  # The per-patch heads are pretraining devices: a reduced model has no
+  # patches to label after its first reduction.
   c.loss.patch_weight = 0.0
+  c.loss.grounding_weight = 0.0
   c.lock()
   digest = hashlib.sha1((c.to_json(sort_keys=True) + teacher_digest)
                         .encode()).hexdigest()[:8]

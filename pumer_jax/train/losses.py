@@ -57,6 +57,26 @@ def patch_ce(logits: jax.Array, targets: jax.Array
   return ce.mean(axis=-1), accuracy
 
 
+def grounding_bce(logits: jax.Array, targets: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+  """Per-example balanced BCE of per-patch "named here" logits ([B, P]
+  logits and 0/1 targets -> [B]): the named patches' mean and the others'
+  mean, weighted equally (a question names a few patches of 144), the
+  other patches' alone when none is named; and the batch's balanced
+  accuracy (the named and the other patches' accuracies averaged)."""
+  named = targets > 0.5
+  hit = optax.sigmoid_binary_cross_entropy(logits, named.astype(logits.dtype))
+  def mean_over(mask):
+    return (hit * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1)
+  has_named = named.any(-1)
+  loss = jnp.where(has_named, 0.5 * mean_over(named) + 0.5 * mean_over(~named),
+                   mean_over(~named))
+  said = logits > 0
+  recall = (said & named).sum() / jnp.maximum(named.sum(), 1)
+  rejected = (~said & ~named).sum() / jnp.maximum((~named).sum(), 1)
+  return loss, 0.5 * (recall + rejected)
+
+
 TASK_LOSSES = {"vqa": vqa_bce, "ve": classification_ce,
                "nlvr2": classification_ce, "retrieval": itm_bce}
 

@@ -1,7 +1,7 @@
 """AdamW with warmup + decay, per-group learning rates, and clipping.
 
 Parameter groups come from the parameter path: the heads
-(`classifier`, `rank`, ViLT's `patch_head`), the reducer's own parameters (its `param_name`
+(`classifier`, `rank`, ViLT's `patch_head` and `grounding_head`), the reducer's own parameters (its `param_name`
 scopes: DynamicViT's keep predictors), fusion layers (METER), and
 everything else. Each group's rate is the base schedule times its
 multiplier (`optim.lr_mults`). Weight decay applies to matrices and
@@ -25,7 +25,7 @@ FUSION_PREFIXES = ("text_layer_", "image_layer_", "text_transform",
 def param_group(path: tuple[str, ...], reducer_scope: str = "") -> str:
   """The optimiser group of a parameter, from its path (`reducer_scope`:
   the reducer's `param_name`, whose stages are `{reducer_scope}_{i}`)."""
-  if path[0] in ("classifier", "rank", "patch_head"):
+  if path[0] in ("classifier", "rank", "patch_head", "grounding_head"):
     return "head"
   if reducer_scope and any(p.startswith(reducer_scope + "_") for p in path):
     return "reducer"
