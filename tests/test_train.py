@@ -62,6 +62,22 @@ def test_checkpoints_without_their_config_are_not_resumed(tmp_path):
   assert not (tmp_path / "config.json").exists()
 
 
+def test_a_key_added_since_the_run_started_does_not_block_its_resume(tmp_path):
+  """A run saved before a config key existed resumes while the key keeps its
+  default; set to anything else, it is another run."""
+  import json
+  from pumer_jax.train import checkpoints
+  config = tiny_config()
+  checkpoints.claim_workdir(tmp_path, config)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  del saved["loss"]["grounding_weight"], saved["data"]["prepare_processes"]
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  checkpoints.claim_workdir(tmp_path, tiny_config())  # the defaults: resumes
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(FileExistsError, match=r"differs in \['loss'\]"):
+    checkpoints.claim_workdir(tmp_path, tiny_config(**{"loss.grounding_weight": 0.5}))
+
+
 class InterruptAfter(CountingIterator):
   """Raises KeyboardInterrupt (Ctrl-C) when asked for batch `limit`."""
 

@@ -17,6 +17,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from pumer_jax.configs.base import base_config
 from pumer_jax.train.state import TrainState
 
 # Config keys that may change between a run and its resumption.
@@ -27,6 +28,16 @@ RESUMABLE_KEYS = ("total_steps", "log_every", "checkpoint_every",
 def comparable_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
   values = json.loads(config.to_json_best_effort())
   return {k: v for k, v in values.items() if k not in RESUMABLE_KEYS}
+
+
+def _with_defaults(saved: Any, defaults: Any) -> Any:
+  """`saved` with every key it lacks taken from `defaults` (nested)."""
+  if not (isinstance(saved, dict) and isinstance(defaults, dict)):
+    return saved
+  out = {k: _with_defaults(v, defaults.get(k)) for k, v in saved.items()}
+  for key, value in defaults.items():
+    out.setdefault(key, value)
+  return out
 
 
 def claim_workdir(workdir: pathlib.Path,
@@ -43,8 +54,12 @@ def claim_workdir(workdir: pathlib.Path,
         "belong to is unknown (was the workdir moved while a run was still "
         "saving?); use a new --workdir, or delete that one yourself.")
   if path.exists():
-    theirs = comparable_config(
-        ml_collections.ConfigDict(json.loads(path.read_text())))
+    saved = json.loads(path.read_text())
+    # A key added to the project since the run started, left at its
+    # default, does not make it another run.
+    defaults = comparable_config(base_config(saved.get("arch", "vilt")))
+    theirs = _with_defaults(
+        comparable_config(ml_collections.ConfigDict(saved)), defaults)
     if theirs != mine:
       differ = sorted(k for k in set(mine) | set(theirs)
                       if mine.get(k) != theirs.get(k))
