@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 
+from pumer_jax.bench import presets, programs
 from pumer_jax.reduce.scopes import PARTS
 
 # XLA:CPU on the calling thread alone, jaxlib's YNNPACK fusions on: the
@@ -125,7 +126,6 @@ def _measure_here(model, methods: Mapping[str, Any], text_len: int,
                   layers: Mapping[str, Sequence[int]], seed: int
                   ) -> dict[str, list[dict[str, Any]]]:
   """The child's work: every method's rows on this process's XLA:CPU."""
-  from pumer_jax.bench import presets, programs  # pylint: disable=g-import-not-at-top
   store = programs.ParamStore(model, text_len, image_size, seed)
   out = {}
   for name, reduce in methods.items():
@@ -168,8 +168,7 @@ def measure(model, methods: Mapping[str, Any], text_len: int,
   A method without reduction layers (`none`, SmRes) splits the layers the
   others reduce, for reference.
   """
-  from pumer_jax.bench.presets import schedule  # pylint: disable=g-import-not-at-top
-  layers = {name: list(schedule(model, r, text_len, image_size).layers)
+  layers = {name: list(presets.schedule(model, r, text_len, image_size).layers)
             for name, r in methods.items()}
   every = sorted({l for ls in layers.values() for l in ls})
   layers = {name: ls or every for name, ls in layers.items()}
