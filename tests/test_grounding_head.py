@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pumer_jax.data import pipeline, shapes_vqa
 from pumer_jax.data.shapes_patches import grounding_targets
 from pumer_jax.data.shapes_scene import ShapeObject, generate_example
 from pumer_jax.models.vilt import Vilt, example_inputs
@@ -36,17 +35,7 @@ def test_grounding_targets_by_hand():
 
 
 def test_loader_yields_the_referents_patches(tmp_path):
-  config = shapes_vqa.ShapesVqaConfig(
-      name="grounding_test", image_size=32, num_train=8, num_validation=2,
-      num_test=1, max_objects=3, object_scale=1.5)
-  builder = shapes_vqa.ShapesVqa(config=config, data_dir=str(tmp_path))
-  builder.download_and_prepare()
-  loader = pipeline.make_loader(
-      builder, "train", batch_size=8, image_size=(32, 32), text_length=16,
-      tokenizer=shapes_vqa.tokenizer(), task="vqa", train=True, seed=0,
-      answer_vocab=shapes_vqa.ANSWERS, num_epochs=1, shard_index=0,
-      shard_count=1, patch_grid=4, grounding=True)
-  batch = next(iter(loader))
+  _, batch = train_fixtures.scene_batch(tmp_path, grounding=True)
   assert batch["grounding_targets"].shape == (8, 16)
   assert batch["grounding_targets"].dtype == np.float32
   named = 0

@@ -63,17 +63,7 @@ def test_patch_targets_reject_a_grid_that_does_not_tile():
 
 
 def test_loader_yields_the_targets_of_the_stored_scene(tmp_path):
-  config = shapes_vqa.ShapesVqaConfig(
-      name="patch_test", image_size=32, num_train=8, num_validation=2,
-      num_test=1, max_objects=3, object_scale=1.5)
-  builder = shapes_vqa.ShapesVqa(config=config, data_dir=str(tmp_path))
-  builder.download_and_prepare()
-  loader = pipeline.make_loader(
-      builder, "train", batch_size=8, image_size=(32, 32), text_length=16,
-      tokenizer=shapes_vqa.tokenizer(), task="vqa", train=True, seed=0,
-      answer_vocab=shapes_vqa.ANSWERS, num_epochs=1, shard_index=0,
-      shard_count=1, patch_grid=4)
-  batch = next(iter(loader))
+  builder, batch = train_fixtures.scene_batch(tmp_path)
   assert batch["patch_targets"].shape == (8, 16)
   assert batch["patch_targets"].dtype == np.int32
   for row, index in zip(batch["patch_targets"], batch["question_id"]):

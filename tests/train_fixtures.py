@@ -116,3 +116,23 @@ def shapes_config(data_dir, steps):
   assert c.optim.lr == 0.001
   c.optim.end_lr = c.optim.lr
   return c
+
+
+# The scenes `scene_batch` draws: 32x32 images, up to 3 objects spanning patches.
+SCENES = dict(image_size=32, max_objects=3, object_scale=1.5)
+
+
+def scene_batch(tmp_path, **loader_options):
+  """The first train batch (8 examples, a 4x4 patch grid) of a tiny
+  shapes_vqa prepared under `tmp_path` with SCENES."""
+  from pumer_jax.data import pipeline, shapes_vqa
+  config = shapes_vqa.ShapesVqaConfig(
+      name="scene_batch", num_train=8, num_validation=2, num_test=1, **SCENES)
+  builder = shapes_vqa.ShapesVqa(config=config, data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  loader = pipeline.make_loader(
+      builder, "train", batch_size=8, image_size=(32, 32), text_length=16,
+      tokenizer=shapes_vqa.tokenizer(), task="vqa", train=True, seed=0,
+      answer_vocab=shapes_vqa.ANSWERS, num_epochs=1, shard_index=0,
+      shard_count=1, patch_grid=4, **loader_options)
+  return builder, next(iter(loader))
