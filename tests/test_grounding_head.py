@@ -63,11 +63,8 @@ def test_grounding_bce_by_hand():
 
 
 def _config(**changes):
-  return ViltConfig(**{**dict(
-      vocab_size=30, hidden_size=32, num_hidden_layers=3,
-      num_attention_heads=4, intermediate_size=64, max_position_embeddings=8,
-      image_size=32, patch_size=8, num_labels=5, input_size=(32, 32),
-      grounding_layer=2), **changes})
+  return ViltConfig(**{**train_fixtures.TINY_VILT, "grounding_layer": 2,
+                        **changes})
 
 
 def test_grounding_head_reads_its_layer_and_leaves_the_answer_alone():

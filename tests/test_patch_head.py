@@ -95,11 +95,8 @@ def test_loader_names_a_dataset_without_objects():
 
 
 def _head_config(**changes):
-  return ViltConfig(**{**dict(
-      vocab_size=30, hidden_size=32, num_hidden_layers=3,
-      num_attention_heads=4, intermediate_size=64, max_position_embeddings=8,
-      image_size=32, patch_size=8, num_labels=5, input_size=(32, 32),
-      patch_classes=7, patch_head_layer=2), **changes})
+  return ViltConfig(**{**train_fixtures.TINY_VILT, "patch_classes": 7,
+                        "patch_head_layer": 2, **changes})
 
 
 def _init(model, inputs):

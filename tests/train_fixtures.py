@@ -12,13 +12,17 @@ from pumer_jax.configs.base import base_config, reduce_config
 from pumer_jax.train import finetune
 
 
+# The tiny ViLT the training tests (and the per-patch heads' tests) build.
+TINY_VILT = dict(
+    vocab_size=30, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+    intermediate_size=64, max_position_embeddings=8, image_size=32,
+    patch_size=8, num_labels=5, input_size=(32, 32))
+
+
 def tiny_config(**overrides):
   c = base_config()
   c.unlock()
-  c.model.update(dict(
-      vocab_size=30, hidden_size=32, num_hidden_layers=3,
-      num_attention_heads=4, intermediate_size=64, max_position_embeddings=8,
-      image_size=32, patch_size=8, num_labels=5, input_size=(32, 32)))
+  c.model.update(TINY_VILT)
   c.data.text_len = 8
   c.batch_size = 8
   c.total_steps = 6

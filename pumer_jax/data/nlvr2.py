@@ -50,7 +50,6 @@ class Nlvr2(builder.ImageTableBuilder):
   RELEASE_NOTES = {"1.0.0": "Initial release.",
                    "2.0.0": "Each image stored once, in an image table."}
   IMAGE_FIELDS = {"image0": "image0_id", "image1": "image1_id"}
-  IMAGE_FORMAT = "png"
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:

@@ -67,7 +67,7 @@ class SnliVe(builder.ImageTableBuilder):
     rows = {split: list(_rows(path)) for split, path in files.items()}
     images: dict[str, epath.Path] = {}
     for split_rows in rows.values():
-      for _, row in split_rows:
+      for row in split_rows:
         image_id = str(row["Flickr30K_ID"])
         if image_id not in images:
           images[image_id] = builder.find_file(
@@ -78,8 +78,8 @@ class SnliVe(builder.ImageTableBuilder):
     return {split: self._generate_examples(split_rows)
             for split, split_rows in rows.items()}
 
-  def _generate_examples(self, rows: list[tuple[str, dict]]):
-    for _, row in rows:
+  def _generate_examples(self, rows: list[dict]):
+    for row in rows:
       yield row["pairID"], {
           "pair_id": row["pairID"],
           "image_id": str(row["Flickr30K_ID"]),
@@ -91,7 +91,7 @@ class SnliVe(builder.ImageTableBuilder):
 
 
 def _rows(path: epath.Path):
-  """(where, row) for each labelled line; "-" (no consensus) skipped."""
+  """Each labelled line's row; "-" (no annotator consensus) is skipped."""
   for line_number, row in builder.read_json_lines(path, dataset="snli_ve",
                                                   source=SOURCE):
     label = row["gold_label"]
@@ -99,4 +99,4 @@ def _rows(path: epath.Path):
       continue
     if label not in LABELS:
       raise ValueError(f"{path}:{line_number}: gold_label {label!r} is not one of {LABELS}.")
-    yield f"{path}:{line_number}", row
+    yield row

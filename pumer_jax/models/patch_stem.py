@@ -23,13 +23,12 @@ import jax.numpy as jnp
 PATCH_STEMS = ("linear", "conv")
 
 
-def check_patch_stem(stem: str, patch_size: int, prefix: str = "") -> None:
+def check_patch_stem(stem: str, patch_size: int) -> None:
   """Raises ValueError naming the field when a stem cannot tile the patch."""
   if stem not in PATCH_STEMS:
-    raise ValueError(f"{prefix}patch_stem={stem!r} must be one of "
-                     f"{PATCH_STEMS}.")
+    raise ValueError(f"patch_stem={stem!r} must be one of {PATCH_STEMS}.")
   if stem == "conv" and (patch_size < 2 or patch_size & (patch_size - 1)):
-    raise ValueError(f"{prefix}patch_stem='conv' halves the image per conv, "
+    raise ValueError(f"patch_stem='conv' halves the image per conv, "
                      f"so patch_size must be a power of two >= 2; got "
                      f"{patch_size}. Use patch_stem='linear'.")
 
