@@ -63,9 +63,10 @@ GRID12_DATA = dict(
 # output (a third of the depth, before any of the paper's reduction layers
 # past 2 has merged much), trained with weight GRID12_PATCH_WEIGHT.
 # The stem: with ViLT's linear patches the patch head told the shapes apart
-# on 58% of object patches after 4100 steps (run 1 then 3100 of run 2); with
-# the conv stem, from scratch, 77% after 1000 (colour 98%, size 92% both
-# ways; 2026-12-04, checkpoints/vilt_shapes_grid12_wip/README.md).
+# on 58.0% of the test split's object patches after 4100 steps (run 1 then
+# 3101 of run 2); with the conv stem, from scratch, 88.2% after 1500 (colour
+# 98-99% and size 92-94% both ways; benchmarks/shapes_patch_head.py,
+# checkpoints/vilt_shapes_grid12_wip/evidence/, 2026-12-04).
 GRID12_MODEL = dict(
     hidden_size=64, num_hidden_layers=12, num_attention_heads=4,
     intermediate_size=128, image_size=96, patch_size=8, input_size=(96, 96),
